@@ -1,0 +1,177 @@
+//! HTTP client construction shared by the transmitter and the health checker: one rustls stack
+//! (ring crypto, TLS 1.2 minimum), awc's defaults replaced by ours, and webhook-answer parsing.
+//!
+//! It owns how we talk HTTP, not what a delivery means (that is the transmitter's).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use awc::http::header::{self, HeaderValue};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS;
+
+/// The User-Agent carrier sends (awc's own default header is switched off).
+pub const USER_AGENT: &str = concat!("carrier/", env!("CARGO_PKG_VERSION"));
+
+/// Parses and checks an `http://` or `https://` URL with a host.
+pub fn parse_http_url(value: &str) -> Result<awc::http::Uri, String> {
+    let uri: awc::http::Uri = value.parse().map_err(|e| format!("not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must start with http:// or https://".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(uri)
+}
+
+/// The rustls configuration for every outgoing webhook and health-check connection.
+///
+/// The system's CA bundle is loaded only when an `https://` URL needs it (it costs memory), and
+/// `skip_verify` (`CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY`) accepts any certificate.
+pub fn tls_config(load_roots: bool, skip_verify: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3");
+    let mut config = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        if load_roots {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// An awc client with our settings: the given timeout for the whole request (awc's default is
+/// 5 s), no redirects followed, no `Date` header, carrier's User-Agent, at most `max_connections`.
+pub fn client(tls: Arc<ClientConfig>, timeout: Duration, max_connections: usize) -> awc::Client {
+    let connector = awc::Connector::new()
+        .rustls_0_23(tls)
+        .timeout(timeout)
+        .limit(max_connections.max(1));
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(timeout)
+        .disable_redirects()
+        .no_default_headers()
+        .add_default_header((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)))
+        .finish()
+}
+
+/// When a `Retry-After` value allows the next attempt: delay-seconds or an HTTP-date, clamped to
+/// `[now, now + 12 h]`. `None` when the value is neither (the answer is then a Nack).
+pub fn retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
+    let value = value.trim();
+    let max = now + Duration::from_secs(MAX_VISIBILITY_TIMEOUT_SECS);
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // A huge number of digits overflows u64: that is "as late as allowed".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(now + Duration::from_secs(secs.min(MAX_VISIBILITY_TIMEOUT_SECS)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.clamp(now, max))
+}
+
+/// Accepts any server certificate: what `CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY=true` asks for.
+/// Signatures are still checked so the handshake itself stays sound.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after("30", now), Some(now + Duration::from_secs(30)));
+        assert_eq!(retry_after(" 0 ", now), Some(now));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(&date, now), Some(now + Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn retry_after_is_clamped_to_twelve_hours_and_now() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let max = now + Duration::from_secs(43_200);
+        assert_eq!(retry_after("999999", now), Some(max));
+        assert_eq!(retry_after("99999999999999999999999999", now), Some(max));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(60));
+        assert_eq!(retry_after(&past, now), Some(now));
+    }
+
+    #[test]
+    fn malformed_retry_after_is_none() {
+        let now = SystemTime::now();
+        for bad in ["", "-5", "1.5", "soon", "30s", "Tue, 99 Foo 2020"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urls_need_http_scheme_and_host() {
+        assert!(parse_http_url("http://localhost:9000/hook").is_ok());
+        assert!(parse_http_url("https://example.com").is_ok());
+        assert!(parse_http_url("localhost:9000").is_err());
+        assert!(parse_http_url("ftp://x").is_err());
+        assert!(parse_http_url("not a url").is_err());
+    }
+}
