@@ -128,7 +128,9 @@ impl Config {
 
     /// For tests: the same, from a map instead of the process environment.
     #[cfg(test)]
-    pub fn from_map(vars: &std::collections::HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub fn from_map(
+        vars: &std::collections::HashMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let raw = RawConfig::init_from_hashmap(vars)
             .map_err(|e| ConfigErrors(vec![format!("reading the environment: {e}")]))?;
         Self::from_raw(raw)
@@ -144,12 +146,18 @@ impl Config {
                 "{SQS_QUEUE_NAME} is required (or set {SQS_QUEUE_URL} to the queue's full URL)"
             ));
         }
-        let batch_size = p.value(SQS_BATCH_SIZE, raw.sqs_batch_size, DEFAULT_SQS_BATCH_SIZE, |v| {
-            count(v, 1, 10)
-        });
-        let receivers = p.value(SQS_RECEIVERS, raw.sqs_receivers, DEFAULT_SQS_RECEIVERS, |v| {
-            count(v, 1, 1024)
-        });
+        let batch_size = p.value(
+            SQS_BATCH_SIZE,
+            raw.sqs_batch_size,
+            DEFAULT_SQS_BATCH_SIZE,
+            |v| count(v, 1, 10),
+        );
+        let receivers = p.value(
+            SQS_RECEIVERS,
+            raw.sqs_receivers,
+            DEFAULT_SQS_RECEIVERS,
+            |v| count(v, 1, 1024),
+        );
         let workers = p.value(
             SQS_RECEIVER_WORKERS,
             raw.sqs_receiver_workers,
@@ -215,7 +223,12 @@ impl Config {
             DEFAULT_ENABLE_COLORIZED_LOGGING,
             boolean,
         );
-        let stat_log = p.value(ENABLE_STAT_LOG, raw.enable_stat_log, DEFAULT_ENABLE_STAT_LOG, boolean);
+        let stat_log = p.value(
+            ENABLE_STAT_LOG,
+            raw.enable_stat_log,
+            DEFAULT_ENABLE_STAT_LOG,
+            boolean,
+        );
         let stat_log_timer = p.value(
             STAT_LOG_TIMER,
             raw.stat_log_timer,
@@ -261,7 +274,10 @@ impl Config {
             offline_threshold: offline_threshold.unwrap_or(1) as u32,
         });
         settings.shutdown_timeout = shutdown_timeout.unwrap_or_default();
-        settings.stat_log_interval = stat_log.unwrap_or_default().then_some(stat_log_timer).flatten();
+        settings.stat_log_interval = stat_log
+            .unwrap_or_default()
+            .then_some(stat_log_timer)
+            .flatten();
         Ok(Config {
             settings,
             log: LogSettings {
@@ -425,7 +441,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -448,7 +467,10 @@ mod tests {
     fn go_defaults_apply() {
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "jobs")])).unwrap();
         let s = &c.settings;
-        assert_eq!((s.batch_size, s.receivers, s.workers_per_receiver), (1, 1, 1));
+        assert_eq!(
+            (s.batch_size, s.receivers, s.workers_per_receiver),
+            (1, 1, 1)
+        );
         assert_eq!(s.webhook.endpoint, "http://localhost:9000");
         assert_eq!(s.webhook.default_content_type, "application/json");
         assert_eq!(s.webhook.request_timeout, Duration::from_secs(60));
@@ -456,14 +478,23 @@ mod tests {
         assert!(s.webhook.success_codes.contains(204));
         assert!(s.health_check.is_none() && s.stat_log_interval.is_none());
         assert_eq!(s.shutdown_timeout, Duration::from_secs(25));
-        assert_eq!(c.log, LogSettings { colorized: false, level: slog::Level::Info });
+        assert_eq!(
+            c.log,
+            LogSettings {
+                colorized: false,
+                level: slog::Level::Info
+            }
+        );
     }
 
     #[test]
     fn health_check_and_stat_log_take_their_settings() {
         let c = Config::from_map(&vars(&[
             (SQS_QUEUE_URL, "http://127.0.0.1:4566/000000000000/jobs"),
-            (WEBHOOK_HEALTH_CHECK_ENDPOINT, "http://localhost:9000/health"),
+            (
+                WEBHOOK_HEALTH_CHECK_ENDPOINT,
+                "http://localhost:9000/health",
+            ),
             (WEBHOOK_HEALTH_CHECK_INTERVAL, "5s"),
             (WEBHOOK_OFFLINE_THRESHOLD_COUNT, "3"),
             (ENABLE_STAT_LOG, "TRUE"),
@@ -472,7 +503,10 @@ mod tests {
         ]))
         .unwrap();
         let h = c.settings.health_check.unwrap();
-        assert_eq!((h.interval, h.timeout, h.offline_threshold), (Duration::from_secs(5), Duration::from_secs(10), 3));
+        assert_eq!(
+            (h.interval, h.timeout, h.offline_threshold),
+            (Duration::from_secs(5), Duration::from_secs(10), 3)
+        );
         assert_eq!(c.settings.stat_log_interval, Some(Duration::from_secs(60)));
         assert!(c.log.colorized);
     }

@@ -20,7 +20,10 @@ fn level_name(level: Level) -> &'static str {
 
 pub fn build(settings: LogSettings) -> Logger {
     if settings.colorized {
-        let decorator = slog_term::TermDecorator::new().stdout().force_color().build();
+        let decorator = slog_term::TermDecorator::new()
+            .stdout()
+            .force_color()
+            .build();
         let drain = slog_term::FullFormat::new(decorator).build();
         return root(Mutex::new(drain), settings.level);
     }

@@ -68,9 +68,9 @@ impl HealthCheckActor {
             return;
         }
         self.checking = true;
-        let client = self.client.get_or_insert_with(|| {
-            http::client(self.tls.clone(), self.settings.timeout, 1)
-        });
+        let client = self
+            .client
+            .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1));
         let request = client.get(&self.settings.endpoint).send();
         let check = async move {
             match request.await {

@@ -173,7 +173,11 @@ impl Carrier {
 }
 
 /// Runs a system until it ends by itself or `shutdown` completes (then drains and returns).
-pub async fn run(settings: Settings, log: Logger, shutdown: impl Future<Output = ()>) -> ExitReason {
+pub async fn run(
+    settings: Settings,
+    log: Logger,
+    shutdown: impl Future<Output = ()>,
+) -> ExitReason {
     let mut carrier = Carrier::start(settings, log);
     tokio::select! {
         reason = carrier.wait() => reason,

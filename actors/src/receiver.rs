@@ -29,6 +29,10 @@ use crate::transmitter::WebhookTransmitterActor;
 
 /// How long an Ack waits for companions before its delete is sent (unless 10 are ready first).
 const FLUSH_DELAY: Duration = Duration::from_millis(10);
+/// On drain, an outstanding poll gets this long to come back before it is aborted: a poll that
+/// found messages answers within milliseconds (and those are then released, not stranded
+/// invisible), while an empty long poll would otherwise hold shutdown for up to 20 s.
+const POLL_ABORT_GRACE: Duration = Duration::from_millis(250);
 /// Receive errors back off from this...
 const POLL_BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// ...up to this, so an unreachable SQS costs one call (and one log line) per ~10 s per receiver.
@@ -176,7 +180,8 @@ impl SqsReceiverActor {
         let full = self.deletes.len() >= MAX_BATCH_SIZE || self.visibility.len() >= MAX_BATCH_SIZE;
         if full || self.state == State::Draining {
             self.flush(ctx);
-        } else if self.flush_timer.is_none() && !(self.deletes.is_empty() && self.visibility.is_empty())
+        } else if self.flush_timer.is_none()
+            && !(self.deletes.is_empty() && self.visibility.is_empty())
         {
             self.flush_timer = Some(ctx.run_later(FLUSH_DELAY, |act, ctx| {
                 act.flush_timer = None;
@@ -185,7 +190,11 @@ impl SqsReceiverActor {
         }
     }
 
-    fn spawn_action(&mut self, ctx: &mut Context<Self>, action: impl Future<Output = ()> + 'static) {
+    fn spawn_action(
+        &mut self,
+        ctx: &mut Context<Self>,
+        action: impl Future<Output = ()> + 'static,
+    ) {
         self.actions_in_flight += 1;
         let me = ctx.address();
         actix_rt::spawn(async move {
@@ -197,6 +206,7 @@ impl SqsReceiverActor {
     /// Reports the drain finished once nothing is held, buffered or being sent.
     fn check_drained(&mut self) {
         let idle = (self.in_flight.is_empty() || self.abandon_in_flight)
+            && self.poll.is_none()
             && self.deletes.is_empty()
             && self.visibility.is_empty()
             && self.actions_in_flight == 0;
@@ -208,12 +218,18 @@ impl SqsReceiverActor {
         }
     }
 
+    /// Stops receiving: no new polls; the outstanding one is aborted after [`POLL_ABORT_GRACE`].
     fn stop_polling(&mut self, ctx: &mut Context<Self>) {
-        if let Some(poll) = self.poll.take() {
-            poll.abort();
-        }
         if let Some(timer) = self.backoff_timer.take() {
             ctx.cancel_future(timer);
+        }
+        if self.poll.is_some() {
+            ctx.run_later(POLL_ABORT_GRACE, |act, _ctx| {
+                if let Some(poll) = act.poll.take() {
+                    poll.abort();
+                }
+                act.check_drained();
+            });
         }
     }
 }
@@ -252,6 +268,7 @@ impl Handler<Received> for SqsReceiverActor {
                 }
                 self.backoff.reset();
                 if messages.is_empty() {
+                    self.check_drained();
                     return self.poll(ctx);
                 }
                 self.stats.received(messages.len());
@@ -268,7 +285,12 @@ impl Handler<Received> for SqsReceiverActor {
                     let queue = self.queue.clone();
                     self.spawn_action(ctx, async move { queue.change_visibility(entries).await });
                 }
+                self.check_drained();
                 self.poll(ctx);
+            }
+            Err(e) if self.state == State::Draining => {
+                debug!(self.log, "receive failed while draining"; "error" => %e);
+                self.check_drained();
             }
             Err(e) => {
                 self.stats.sqs_error();

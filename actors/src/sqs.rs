@@ -74,7 +74,9 @@ impl QueueAddress {
 
 /// True for hosts served by AWS itself (where the full AWS credential chain applies).
 fn is_aws_host(host: &str) -> bool {
-    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn") || host.ends_with(".api.aws")
+    host.ends_with(".amazonaws.com")
+        || host.ends_with(".amazonaws.com.cn")
+        || host.ends_with(".api.aws")
 }
 
 /// The region named in an AWS SQS host: `sqs.us-west-2.amazonaws.com`, `us-west-2.queue.amazonaws.com`.
@@ -321,7 +323,8 @@ impl SqsQueue {
             .map_err(|e| SqsError::from_sdk("ReceiveMessage", e))?;
         let mut received = Vec::with_capacity(out.messages().len());
         for message in out.messages.unwrap_or_default() {
-            let (Some(message_id), Some(receipt_handle)) = (message.message_id, message.receipt_handle)
+            let (Some(message_id), Some(receipt_handle)) =
+                (message.message_id, message.receipt_handle)
             else {
                 warn!(self.log, "skipping a message without id or receipt handle");
                 continue;
@@ -583,7 +586,10 @@ mod tests {
             url: Some("http://127.0.0.1:9324/000000000000/jobs".into()),
             ..Default::default()
         };
-        assert_eq!(a.effective_endpoint().as_deref(), Some("http://127.0.0.1:9324"));
+        assert_eq!(
+            a.effective_endpoint().as_deref(),
+            Some("http://127.0.0.1:9324")
+        );
         assert_eq!(a.display_name(), "jobs");
     }
 

@@ -63,8 +63,10 @@ impl Stats {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Messages handed back to SQS unsent: no longer in flight.
     pub(crate) fn released(&self, n: usize) {
         self.released.fetch_add(n as u64, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n as i64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

@@ -74,7 +74,9 @@ impl Supervisor {
         let s = &*settings;
         info!(self.log, "queue resolved"; "queue_url" => queue.url());
         let https = s.webhook.endpoint.starts_with("https:")
-            || s.health_check.as_ref().is_some_and(|h| h.endpoint.starts_with("https:"));
+            || s.health_check
+                .as_ref()
+                .is_some_and(|h| h.endpoint.starts_with("https:"));
         let tls = crate::http::tls_config(https, s.webhook.tls_insecure_skip_verify);
         let webhook = Arc::new(s.webhook.clone());
         let queue_name = s.queue.display_name();

@@ -1,0 +1,197 @@
+//! Delivery behaviour of the real `carrier` binary against moto and a webhook on 127.0.0.1:
+//! what the webhook receives and what each answer does to the message.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{CarrierProcess, Reply, Sink, TestQueue};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_200_messages_across_receivers_and_workers_and_empties_the_queue() {
+    let queue = TestQueue::create("bulk", 30).await;
+    let bodies = queue.send_many("bulk", 200).await;
+    let sink = Sink::answering(200);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_SQS_BATCH_SIZE", "10".into()));
+    env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "10".into()));
+    let mut carrier = CarrierProcess::start(&env);
+
+    sink.wait_answered_all(&bodies, Duration::from_secs(90))
+        .await;
+    queue.wait_empty(T).await;
+    carrier.signal("TERM");
+    assert!(carrier.wait_exit(T).await.success());
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert!(stopped["acked"].as_u64().unwrap() >= 200, "{stopped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_carries_the_body_unchanged_with_content_type_and_carrier_headers() {
+    let queue = TestQueue::create("headers", 30).await;
+    let body = "{\"text\": \"héllo\\nwörld\", \"n\": 1}\r\n  trailing spaces  ";
+    queue.send(body).await;
+    queue
+        .send_with_content_type("<xml/>", "application/xml")
+        .await;
+    let sink = Sink::answering(200);
+    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    let requests = sink.wait_requests(2, T).await;
+    let json = requests
+        .iter()
+        .find(|r| r.body == body)
+        .expect("body arrives unchanged");
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    assert_eq!(json.header("x-carrier-receive-count"), Some("1"));
+    let first = json
+        .header("x-carrier-first-receive-time")
+        .expect("first receive time");
+    assert!(
+        first.len() == 13 && first.bytes().all(|b| b.is_ascii_digit()),
+        "epoch ms: {first}"
+    );
+    assert!(json.header("x-carrier-message-id").is_some());
+    assert_eq!(
+        json.header("x-carrier-queue-name"),
+        Some(queue.name.as_str())
+    );
+    let xml = requests.iter().find(|r| r.body == "<xml/>").unwrap();
+    assert_eq!(xml.header("content-type"), Some("application/xml"));
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_seconds_delays_redelivery_then_ack_deletes() {
+    let queue = TestQueue::create("retry-secs", 30).await;
+    queue.send("retry-me").await;
+    let sink = Sink::start(|_, seen| match seen {
+        0 => Reply::status(429).header("Retry-After", "2"),
+        _ => Reply::status(200),
+    });
+    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    let requests = sink.wait_requests(2, T).await;
+    let gap = requests[1].at - requests[0].at;
+    // Not before Retry-After; and long before the queue's 30 s visibility timeout.
+    assert!(
+        gap >= Duration::from_secs(2) && gap < Duration::from_secs(15),
+        "gap {gap:?}"
+    );
+    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_http_date_on_503_delays_redelivery() {
+    let queue = TestQueue::create("retry-date", 30).await;
+    queue.send("retry-date").await;
+    let sink = Sink::start(|_, seen| match seen {
+        0 => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(3);
+            Reply::status(503).header("Retry-After", &httpdate::fmt_http_date(at))
+        }
+        _ => Reply::status(204),
+    });
+    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    let requests = sink.wait_requests(2, T).await;
+    let gap = requests[1].at - requests[0].at;
+    // HTTP dates have one-second resolution: at least 2 s, well under the 30 s visibility timeout.
+    assert!(
+        gap >= Duration::from_secs(2) && gap < Duration::from_secs(15),
+        "gap {gap:?}"
+    );
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_delivery_is_left_for_the_queue_visibility_timeout() {
+    let queue = TestQueue::create("nack", 3).await;
+    queue.send("fail-once").await;
+    let sink = Sink::start(|_, seen| match seen {
+        0 => Reply::status(500),
+        _ => Reply::status(200),
+    });
+    let carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    let requests = sink.wait_requests(2, T).await;
+    let gap = requests[1].at - requests[0].at;
+    assert!(
+        gap >= Duration::from_millis(2500),
+        "redelivered after the visibility timeout, not {gap:?}"
+    );
+    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
+    queue.wait_empty(T).await;
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    assert_eq!(nack["reason"], "status 500");
+    assert!(
+        !carrier.log_lines().iter().any(|l| l.contains("fail-once")),
+        "bodies are never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_without_retry_after_and_a_timeout_are_nacks() {
+    let queue = TestQueue::create("nack-kinds", 30).await;
+    queue.send("no-retry-after").await;
+    queue.send("too-slow").await;
+    let sink = Sink::start(|r, _| match r.body.as_str() {
+        "too-slow" => Reply::status(200).after(Duration::from_secs(3)),
+        _ => Reply::status(429),
+    });
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_WEBHOOK_REQUEST_TIMEOUT", "500ms".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    let nacks = carrier
+        .wait_log_count(
+            "delivery failed; the message reappears after its visibility timeout",
+            2,
+            T,
+        )
+        .await;
+    let mut reasons: Vec<_> = nacks
+        .iter()
+        .map(|n| n["reason"].as_str().unwrap().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["status 429", "timeout"]);
+    // Neither was deleted: both are in flight until the 30 s visibility timeout.
+    assert_eq!(queue.counts().await, (0, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_message_does_not_block_the_others() {
+    let queue = TestQueue::create("hol", 30).await;
+    queue.send("slow").await;
+    let fast = queue.send_many("fast", 9).await;
+    let sink = Sink::start(|r, _| match r.body.as_str() {
+        "slow" => Reply::status(200).after(Duration::from_secs(6)),
+        _ => Reply::status(200),
+    });
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_SQS_BATCH_SIZE", "5".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "5".into()));
+    let _carrier = CarrierProcess::start(&env);
+
+    sink.wait("the slow request to start", T, |s| {
+        s.requests().iter().any(|r| r.body == "slow").then_some(())
+    })
+    .await;
+    sink.wait_answered_all(&fast, T).await;
+    assert!(
+        !sink.answered().contains(&"slow".to_string()),
+        "all fast messages were answered while the slow one was still running"
+    );
+    queue.wait_empty(T).await;
+}

@@ -1,0 +1,241 @@
+//! Lifecycle of the real `carrier` binary: configuration errors, health gating, signals, and
+//! behaviour when SQS is unreachable.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_port, moto, CarrierProcess, Reply, Sink, TestQueue};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_exits_2_naming_every_bad_variable() {
+    let mut carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_BATCH_SIZE", "11".into()),
+        ("CARRIER_SQS_RECEIVER_WORKERS", "many".into()),
+        ("CARRIER_WEBHOOK_ENDPOINT", "localhost:9000".into()),
+        ("CARRIER_WEBHOOK_REQUEST_TIMEOUT", "60".into()),
+        ("CARRIER_ENABLE_STAT_LOG", "yes".into()),
+    ]);
+    let status = carrier.wait_exit(T).await;
+    assert_eq!(status.code(), Some(2));
+    let stderr = carrier.stderr();
+    for needle in [
+        "CARRIER_SQS_QUEUE_NAME is required",
+        "CARRIER_SQS_BATCH_SIZE=\"11\": must be a whole number from 1 to 10",
+        "CARRIER_SQS_RECEIVER_WORKERS=\"many\"",
+        "CARRIER_WEBHOOK_ENDPOINT=\"localhost:9000\"",
+        "CARRIER_WEBHOOK_REQUEST_TIMEOUT=\"60\": expected a duration such as 300ms, 30s, 2m, 1h30m or 1.5h",
+        "CARRIER_ENABLE_STAT_LOG=\"yes\": must be true or false",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_delivery_finishes_it_deletes_the_message_and_exits_0() {
+    let queue = TestQueue::create("sigterm", 30).await;
+    queue.send("in-flight").await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(2)));
+    let mut carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    sink.wait_requests(1, T).await;
+    carrier.signal("TERM");
+    let status = carrier.wait_exit(T).await;
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        sink.answered(),
+        ["in-flight"],
+        "the delivery ran to completion"
+    );
+    assert_eq!(
+        queue.counts().await,
+        (0, 0),
+        "its Ack was applied before exit"
+    );
+    assert_eq!(carrier.logs_with("draining")[0]["in_flight"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sigterm_aborts_the_long_poll_and_exits_at_once() {
+    let queue = TestQueue::create("idle", 30).await;
+    let sink = Sink::answering(200);
+    let mut carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+    carrier.wait_log("carrier has arrived", T).await;
+
+    let signalled = Instant::now();
+    carrier.signal("INT");
+    let status = carrier.wait_exit(T).await;
+    assert_eq!(status.code(), Some(0));
+    // A 20 s long poll is open; waiting it out would take far longer than this.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_bounds_the_wait_for_a_stuck_delivery() {
+    let queue = TestQueue::create("stuck", 30).await;
+    queue.send("stuck").await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(60)));
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_SHUTDOWN_TIMEOUT", "1s".into()));
+    let mut carrier = CarrierProcess::start(&env);
+
+    sink.wait_requests(1, T).await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    carrier.wait_log("shutdown timeout reached; unfinished deliveries reappear after their visibility timeout", T).await;
+    assert_eq!(
+        queue.counts().await,
+        (0, 1),
+        "not acknowledged, so not deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_gates_receiving_until_the_webhook_is_healthy() {
+    let queue = TestQueue::create("gate", 30).await;
+    queue.send("gated").await;
+    let sink = Sink::answering(200);
+    sink.set_health(503);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push((
+        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
+        sink.health_url.clone(),
+    ));
+    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "200ms".into()));
+    env.push(("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", "100".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    sink.wait("3 failed health checks", T, |s| {
+        (s.health_checks() >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        sink.requests().is_empty(),
+        "nothing delivered while unhealthy"
+    );
+    assert_eq!(
+        queue.counts().await,
+        (1, 0),
+        "nothing even received while unhealthy"
+    );
+    assert!(carrier.logs_with("carrier has arrived").is_empty());
+
+    sink.set_health(200);
+    sink.wait_requests(1, T).await;
+    let lines = carrier.log_lines();
+    let online = lines
+        .iter()
+        .position(|l| l.contains("\"webhook online\""))
+        .expect("webhook online");
+    let arrived = lines
+        .iter()
+        .position(|l| l.contains("\"carrier has arrived\""))
+        .expect("arrived");
+    assert!(online < arrived);
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_health_check_runs_at_once_not_after_an_interval() {
+    let queue = TestQueue::create("first-check", 30).await;
+    let sink = Sink::answering(200);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push((
+        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
+        sink.health_url.clone(),
+    ));
+    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "1h".into()));
+    let carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    assert_eq!(sink.health_checks(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_going_offline_drains_and_exits_nonzero() {
+    let queue = TestQueue::create("offline", 30).await;
+    let sink = Sink::answering(200);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push((
+        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
+        sink.health_url.clone(),
+    ));
+    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "200ms".into()));
+    env.push(("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+
+    sink.set_health(500);
+    let status = carrier.wait_exit(T).await;
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(carrier.logs_with("webhook offline").len(), 1);
+    assert_eq!(carrier.logs_with("draining")[0]["reason"], "WebhookOffline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_against_an_emulator_with_no_aws_credentials_anywhere() {
+    // The harness clears the environment: no AWS_* variables, HOME without ~/.aws.
+    let queue = TestQueue::create("nocreds", 30).await;
+    queue.send("anonymous").await;
+    let sink = Sink::answering(200);
+    let started = Instant::now();
+    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+    sink.wait_requests(1, T).await;
+    // No metadata-service probing: the first delivery comes quickly.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_sqs_backs_off_instead_of_spinning() {
+    let closed = free_port();
+    let sink = Sink::answering(200);
+    let mut carrier = CarrierProcess::start(&[
+        (
+            "CARRIER_SQS_QUEUE_URL",
+            format!("http://127.0.0.1:{closed}/000000000000/nowhere"),
+        ),
+        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+    ]);
+    let failures = carrier
+        .wait_log_count("failed to receive messages", 5, T)
+        .await;
+    let delays: Vec<u64> = failures
+        .iter()
+        .map(|f| f["retry_in_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        delays.windows(2).all(|w| w[0] <= w[1]),
+        "delays grow: {delays:?}"
+    );
+    assert!(delays[4] >= 1_000, "exponential: {delays:?}");
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_resolution_retries_instead_of_panicking() {
+    let sink = Sink::answering(200);
+    let mut carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_ENDPOINT", moto().endpoint.clone()),
+        ("CARRIER_SQS_QUEUE_NAME", "does-not-exist-yet".into()),
+        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+    ]);
+    let retries = carrier
+        .wait_log_count("failed to resolve queue URL, retrying", 2, T)
+        .await;
+    assert_eq!(retries[0]["queue_name"], "does-not-exist-yet");
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert!(!carrier.stderr().contains("panicked"));
+}

@@ -1,0 +1,579 @@
+//! Test harness: a real SQS emulator (moto server from the project's `.venv`, one per test binary,
+//! on a free 127.0.0.1 port), a real HTTP webhook sink on 127.0.0.1, and the real `carrier`
+//! binary with its JSON log lines captured. Waits are on events (a watch channel bumped on every
+//! request or log line); only SQS queue counts, which have no event, are polled.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use tokio::sync::watch;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Waits on a watch channel until `check` yields, or panics naming `what`.
+async fn wait_on<T>(
+    rx: &mut watch::Receiver<u64>,
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        rx.borrow_and_update();
+        if let Some(v) = check() {
+            return v;
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// moto
+
+/// The moto server of this test binary. It dies with the test process: its shell wrapper kills
+/// it when our end of its stdin pipe closes.
+pub struct Moto {
+    pub endpoint: String,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let server = std::env::var("CARRIER_TEST_MOTO_SERVER")
+            .unwrap_or_else(|_| format!("{root}/.venv/bin/moto_server"));
+        assert!(
+            std::path::Path::new(&server).exists(),
+            "{server} is missing: run scripts/setup-test-env (scripts/test does)"
+        );
+        let port = free_port();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" </dev/null 2>&1 & m=$!; read _; kill $m"#)
+            .arg(&server)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining moto's request log so it never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Running on") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("moto_server did not report 'Running on' within 60 s");
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: child,
+            _stdin: stdin,
+        }
+    })
+}
+
+/// A queue of its own on the shared moto server, and an SQS client for the test's side.
+pub struct TestQueue {
+    pub name: String,
+    pub url: String,
+    pub client: aws_sdk_sqs::Client,
+}
+
+static QUEUE_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl TestQueue {
+    /// A fresh queue; `visibility_timeout` in seconds.
+    pub async fn create(prefix: &str, visibility_timeout: u32) -> TestQueue {
+        let endpoint = moto().endpoint.clone();
+        let client = carrier_actors::sqs::client(&carrier_actors::QueueAddress {
+            endpoint: Some(endpoint),
+            ..Default::default()
+        })
+        .await;
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            QUEUE_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.to_string(),
+            )
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        TestQueue { name, url, client }
+    }
+
+    pub async fn send(&self, body: &str) {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send message");
+    }
+
+    pub async fn send_with_content_type(&self, body: &str, content_type: &str) {
+        let attr = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(content_type)
+            .build()
+            .unwrap();
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes("Body.ContentType", attr)
+            .send()
+            .await
+            .expect("send message");
+    }
+
+    /// Sends `n` messages with bodies `{prefix}-0` … in batches of 10.
+    pub async fn send_many(&self, prefix: &str, n: usize) -> Vec<String> {
+        let bodies: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send batch");
+            assert!(out.failed.is_empty(), "send batch failed: {:?}", out.failed);
+        }
+        bodies
+    }
+
+    /// (visible, in flight) message counts.
+    pub async fn counts(&self) -> (u64, u64) {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes.unwrap_or_default();
+        let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Polls (SQS has no event for it) until no message is left, visible or in flight.
+    pub async fn wait_empty(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.counts().await;
+            if counts == (0, 0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "queue {} not empty after {timeout:?}: (visible, in flight) = {counts:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// webhook sink
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Lower-case header names.
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// How the sink answers a request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// How long the "worker" takes before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// Decides a reply from the request and how many times this body was seen before (0 = first).
+type Behaviour = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+struct SinkState {
+    requests: Mutex<Vec<Request>>,
+    /// Bodies whose response has been sent, in order.
+    answered: Mutex<Vec<String>>,
+    health_status: AtomicU16,
+    health_checks: AtomicUsize,
+    behaviour: Box<Behaviour>,
+    events: watch::Sender<u64>,
+}
+
+impl SinkState {
+    fn bump(&self) {
+        self.events.send_modify(|n| *n += 1);
+    }
+}
+
+/// A webhook on 127.0.0.1: POST anywhere records and answers per the behaviour; GET /health
+/// answers with the current health status (200 unless set).
+pub struct Sink {
+    pub url: String,
+    pub health_url: String,
+    state: Arc<SinkState>,
+}
+
+impl Sink {
+    pub fn start(behaviour: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Sink {
+        let (events, _) = watch::channel(0);
+        let state = Arc::new(SinkState {
+            requests: Mutex::new(Vec::new()),
+            answered: Mutex::new(Vec::new()),
+            health_status: AtomicU16::new(200),
+            health_checks: AtomicUsize::new(0),
+            behaviour: Box::new(behaviour),
+            events,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = listener.local_addr().unwrap().port();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let data = web::Data::from(shared);
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                        .route("/health", web::get().to(health))
+                        .default_service(web::to(hook))
+                })
+                .workers(1)
+                .listen(listener)
+                .expect("listen")
+                .run()
+                .await
+                .expect("sink server");
+            })
+        });
+        Sink {
+            url: format!("http://127.0.0.1:{port}/events"),
+            health_url: format!("http://127.0.0.1:{port}/health"),
+            state,
+        }
+    }
+
+    /// A sink that answers every POST with `status`.
+    pub fn answering(status: u16) -> Sink {
+        Sink::start(move |_, _| Reply::status(status))
+    }
+
+    pub fn set_health(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn health_checks(&self) -> usize {
+        self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn answered(&self) -> Vec<String> {
+        self.state.answered.lock().unwrap().clone()
+    }
+
+    /// Waits until `check` over the sink yields a value.
+    pub async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Sink) -> Option<T>,
+    ) -> T {
+        let mut rx = self.state.events.subscribe();
+        wait_on(&mut rx, what, timeout, || check(self)).await
+    }
+
+    /// Waits until `n` POSTs have arrived; returns them all.
+    pub async fn wait_requests(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        self.wait(&format!("{n} webhook requests"), timeout, |s| {
+            let r = s.requests();
+            (r.len() >= n).then_some(r)
+        })
+        .await
+    }
+
+    /// Waits until every body in `bodies` has been answered at least once.
+    pub async fn wait_answered_all(&self, bodies: &[String], timeout: Duration) {
+        self.wait(
+            &format!("{} distinct bodies answered", bodies.len()),
+            timeout,
+            |s| {
+                let answered: std::collections::HashSet<String> =
+                    s.answered().into_iter().collect();
+                bodies.iter().all(|b| answered.contains(b)).then_some(())
+            },
+        )
+        .await
+    }
+}
+
+async fn health(state: web::Data<SinkState>) -> HttpResponse {
+    state.health_checks.fetch_add(1, Ordering::SeqCst);
+    state.bump();
+    let status = state.health_status.load(Ordering::SeqCst);
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+}
+
+async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
+    let request = Request {
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or("<binary>").to_string(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    };
+    let seen = {
+        let mut requests = state.requests.lock().unwrap();
+        let seen = requests.iter().filter(|r| r.body == request.body).count();
+        requests.push(request.clone());
+        seen
+    };
+    state.bump();
+    let reply = (state.behaviour)(&request, seen);
+    if !reply.delay.is_zero() {
+        actix_rt::time::sleep(reply.delay).await;
+    }
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    for (k, v) in &reply.headers {
+        response.insert_header((k.as_str(), v.as_str()));
+    }
+    state.answered.lock().unwrap().push(request.body);
+    state.bump();
+    response.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the carrier binary
+
+/// The real `carrier` binary, with a clean environment (no AWS credentials, no home) plus `env`.
+pub struct CarrierProcess {
+    pid: u32,
+    lines: Arc<Mutex<Vec<String>>>,
+    events: watch::Sender<u64>,
+    exit: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl CarrierProcess {
+    pub fn start(env: &[(&str, String)]) -> CarrierProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/nonexistent")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start carrier");
+        let pid = child.id();
+        let (events, _) = watch::channel(0);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let (l, e) = (lines.clone(), events.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+                e.send_modify(|n| *n += 1);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let err = stderr.clone();
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        let e = events.clone();
+        std::thread::spawn(move || {
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut err_pipe, &mut buf);
+            *err.lock().unwrap() = buf;
+            let status = child.wait().expect("wait for carrier");
+            let _ = exit_tx.send(status);
+            e.send_modify(|n| *n += 1);
+        });
+        CarrierProcess {
+            pid,
+            lines,
+            events,
+            exit: Some(exit),
+            stderr,
+        }
+    }
+
+    /// The usual environment for a queue and a sink.
+    pub fn env_for(queue: &TestQueue, sink: &Sink) -> Vec<(&'static str, String)> {
+        vec![
+            ("CARRIER_SQS_ENDPOINT", moto().endpoint.clone()),
+            ("CARRIER_SQS_QUEUE_NAME", queue.name.clone()),
+            ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+        ]
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Parsed JSON log records whose `msg` is `msg`.
+    pub fn logs_with(&self, msg: &str) -> Vec<serde_json::Value> {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["msg"] == msg)
+            .collect()
+    }
+
+    /// Waits until `n` log records with this `msg` were written; returns them.
+    pub async fn wait_log_count(
+        &self,
+        msg: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let mut rx = self.events.subscribe();
+        wait_on(&mut rx, &format!("{n}× log {msg:?}"), timeout, || {
+            let found = self.logs_with(msg);
+            (found.len() >= n).then_some(found)
+        })
+        .await
+    }
+
+    pub async fn wait_log(&self, msg: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_log_count(msg, 1, timeout).await.remove(0)
+    }
+
+    /// Waits for the process to exit; returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let exit = self.exit.take().expect("wait_exit called once");
+        tokio::time::timeout(timeout, exit)
+            .await
+            .unwrap_or_else(|_| panic!("carrier did not exit within {timeout:?}"))
+            .expect("exit status")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CarrierProcess {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.pid.to_string())
+                .status();
+        }
+    }
+}
+
+/// A logger that discards everything, for in-process actor systems.
+pub fn quiet_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
