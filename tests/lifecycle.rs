@@ -239,3 +239,46 @@ async fn queue_resolution_retries_instead_of_panicking() {
     assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
     assert!(!carrier.stderr().contains("panicked"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_log_reports_memory_and_counters() {
+    let queue = TestQueue::create("stats", 30).await;
+    queue.send("counted").await;
+    let sink = Sink::answering(200);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_ENABLE_STAT_LOG", "true".into()));
+    env.push(("CARRIER_STAT_LOG_TIMER", "200ms".into()));
+    let carrier = CarrierProcess::start(&env);
+    sink.wait_requests(1, T).await;
+    let stats = carrier
+        .wait(
+            |c| c.logs_with("stats").into_iter().find(|s| s["acked"] == 1),
+            T,
+        )
+        .await;
+    assert!(stats["rss_bytes"].as_u64().unwrap() > 1_000_000, "{stats}");
+    assert!(stats["threads"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["received"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colorized_logging_writes_human_lines() {
+    let queue = TestQueue::create("colour", 30).await;
+    let sink = Sink::answering(200);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_ENABLE_COLORIZED_LOGGING", "true".into()));
+    env.push(("TERM", "xterm-256color".into()));
+    let carrier = CarrierProcess::start(&env);
+    let line = carrier
+        .wait(
+            |c| {
+                c.log_lines()
+                    .into_iter()
+                    .find(|l| l.contains("carrier has arrived"))
+            },
+            T,
+        )
+        .await;
+    assert!(line.contains('\u{1b}'), "ANSI colours: {line:?}");
+    assert!(!line.starts_with('{'), "not JSON: {line:?}");
+}

@@ -4,6 +4,8 @@
 //! request or log line); only SQS queue counts, which have no event, are polled.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod fake_sqs;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -527,6 +529,12 @@ impl CarrierProcess {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["msg"] == msg)
             .collect()
+    }
+
+    /// Waits until `check` over this process yields a value (re-checked on every log line).
+    pub async fn wait<T>(&self, check: impl Fn(&Self) -> Option<T>, timeout: Duration) -> T {
+        let mut rx = self.events.subscribe();
+        wait_on(&mut rx, "a log condition", timeout, || check(self)).await
     }
 
     /// Waits until `n` log records with this `msg` were written; returns them.
