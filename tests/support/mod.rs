@@ -508,6 +508,10 @@ impl CarrierProcess {
         ]
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
