@@ -64,68 +64,66 @@ async fn request_carries_the_body_unchanged_with_content_type_and_carrier_header
     queue.wait_empty(T).await;
 }
 
+/// One message whose first delivery is answered by `first` and every later one with 200: returns
+/// the queue, the carrier, and the time between the first two deliveries (after checking the
+/// second is a redelivery of the same message).
+async fn redelivery_gap(
+    prefix: &str,
+    visibility_timeout: u32,
+    first: impl Fn() -> Reply + Send + Sync + 'static,
+) -> (TestQueue, CarrierProcess, Duration) {
+    let queue = TestQueue::create(prefix, visibility_timeout).await;
+    let body = format!("payload:{prefix}");
+    queue.send(&body).await;
+    let sink = Sink::start(move |_, seen| {
+        if seen == 0 {
+            first()
+        } else {
+            Reply::status(200)
+        }
+    });
+    let carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+    let requests = sink.wait_requests(2, T).await;
+    assert_eq!(requests[1].body, body);
+    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
+    queue.wait_empty(T).await;
+    (queue, carrier, requests[1].at - requests[0].at)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_seconds_delays_redelivery_then_ack_deletes() {
-    let queue = TestQueue::create("retry-secs", 30).await;
-    queue.send("retry-me").await;
-    let sink = Sink::start(|_, seen| match seen {
-        0 => Reply::status(429).header("Retry-After", "2"),
-        _ => Reply::status(200),
-    });
-    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
-
-    let requests = sink.wait_requests(2, T).await;
-    let gap = requests[1].at - requests[0].at;
+    let (_, _, gap) = redelivery_gap("retry-secs", 30, || {
+        Reply::status(429).header("Retry-After", "2")
+    })
+    .await;
     // Not before Retry-After; and long before the queue's 30 s visibility timeout.
     assert!(
         gap >= Duration::from_secs(2) && gap < Duration::from_secs(15),
         "gap {gap:?}"
     );
-    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
-    queue.wait_empty(T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_http_date_on_503_delays_redelivery() {
-    let queue = TestQueue::create("retry-date", 30).await;
-    queue.send("retry-date").await;
-    let sink = Sink::start(|_, seen| match seen {
-        0 => {
-            let at = std::time::SystemTime::now() + Duration::from_secs(3);
-            Reply::status(503).header("Retry-After", &httpdate::fmt_http_date(at))
-        }
-        _ => Reply::status(204),
-    });
-    let _carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
-
-    let requests = sink.wait_requests(2, T).await;
-    let gap = requests[1].at - requests[0].at;
+    let (_, _, gap) = redelivery_gap("retry-date", 30, || {
+        let at = std::time::SystemTime::now() + Duration::from_secs(3);
+        Reply::status(503).header("Retry-After", &httpdate::fmt_http_date(at))
+    })
+    .await;
     // HTTP dates have one-second resolution: at least 2 s, well under the 30 s visibility timeout.
     assert!(
         gap >= Duration::from_secs(2) && gap < Duration::from_secs(15),
         "gap {gap:?}"
     );
-    queue.wait_empty(T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_delivery_is_left_for_the_queue_visibility_timeout() {
-    let queue = TestQueue::create("nack", 3).await;
-    queue.send("fail-once").await;
-    let sink = Sink::start(|_, seen| match seen {
-        0 => Reply::status(500),
-        _ => Reply::status(200),
-    });
-    let carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
-
-    let requests = sink.wait_requests(2, T).await;
-    let gap = requests[1].at - requests[0].at;
+    let (_, carrier, gap) = redelivery_gap("fail-once", 3, || Reply::status(500)).await;
     assert!(
         gap >= Duration::from_millis(2500),
         "redelivered after the visibility timeout, not {gap:?}"
     );
-    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
-    queue.wait_empty(T).await;
     let nack = carrier
         .wait_log(
             "delivery failed; the message reappears after its visibility timeout",
@@ -134,7 +132,7 @@ async fn failed_delivery_is_left_for_the_queue_visibility_timeout() {
         .await;
     assert_eq!(nack["reason"], "status 500");
     assert!(
-        !carrier.log_lines().iter().any(|l| l.contains("fail-once")),
+        !carrier.log_lines().iter().any(|l| l.contains("payload:")),
         "bodies are never logged"
     );
 }

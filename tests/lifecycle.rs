@@ -9,6 +9,23 @@ use support::{free_port, moto, CarrierProcess, Reply, Sink, TestQueue};
 
 const T: Duration = Duration::from_secs(30);
 
+/// The usual environment plus a health check of the sink every `interval`.
+fn health_checked(
+    queue: &TestQueue,
+    sink: &Sink,
+    interval: &str,
+    threshold: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = CarrierProcess::env_for(queue, sink);
+    env.push((
+        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
+        sink.health_url.clone(),
+    ));
+    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", interval.into()));
+    env.push(("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", threshold.into()));
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_2_naming_every_bad_variable() {
     let mut carrier = CarrierProcess::start(&[
@@ -103,14 +120,7 @@ async fn health_check_gates_receiving_until_the_webhook_is_healthy() {
     queue.send("gated").await;
     let sink = Sink::answering(200);
     sink.set_health(503);
-    let mut env = CarrierProcess::env_for(&queue, &sink);
-    env.push((
-        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
-        sink.health_url.clone(),
-    ));
-    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "200ms".into()));
-    env.push(("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", "100".into()));
-    let carrier = CarrierProcess::start(&env);
+    let carrier = CarrierProcess::start(&health_checked(&queue, &sink, "200ms", "100"));
 
     sink.wait("3 failed health checks", T, |s| {
         (s.health_checks() >= 3).then_some(())
@@ -146,13 +156,7 @@ async fn health_check_gates_receiving_until_the_webhook_is_healthy() {
 async fn first_health_check_runs_at_once_not_after_an_interval() {
     let queue = TestQueue::create("first-check", 30).await;
     let sink = Sink::answering(200);
-    let mut env = CarrierProcess::env_for(&queue, &sink);
-    env.push((
-        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
-        sink.health_url.clone(),
-    ));
-    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "1h".into()));
-    let carrier = CarrierProcess::start(&env);
+    let carrier = CarrierProcess::start(&health_checked(&queue, &sink, "1h", "5"));
     carrier.wait_log("carrier has arrived", T).await;
     assert_eq!(sink.health_checks(), 1);
 }
@@ -161,14 +165,7 @@ async fn first_health_check_runs_at_once_not_after_an_interval() {
 async fn webhook_going_offline_drains_and_exits_nonzero() {
     let queue = TestQueue::create("offline", 30).await;
     let sink = Sink::answering(200);
-    let mut env = CarrierProcess::env_for(&queue, &sink);
-    env.push((
-        "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
-        sink.health_url.clone(),
-    ));
-    env.push(("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "200ms".into()));
-    env.push(("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", "2".into()));
-    let mut carrier = CarrierProcess::start(&env);
+    let mut carrier = CarrierProcess::start(&health_checked(&queue, &sink, "200ms", "2"));
     carrier.wait_log("carrier has arrived", T).await;
 
     sink.set_health(500);

@@ -2,11 +2,10 @@
 //! batch calls that fail per entry, or endpoints without batch APIs. The SQS protocol itself is
 //! proven against moto; this exists because moto cannot be made to fail on cue.
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -51,24 +50,8 @@ impl FakeSqs {
             failed_once: Mutex::new(false),
             events,
         });
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake sqs");
-        let port = listener.local_addr().unwrap().port();
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let data = web::Data::from(shared);
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .default_service(web::to(handle))
-                })
-                .workers(1)
-                .listen(listener)
-                .expect("listen")
-                .run()
-                .await
-                .expect("fake sqs");
-            })
+        let port = super::serve(state.clone(), |app| {
+            app.default_service(web::to(handle));
         });
         FakeSqs {
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -25,6 +25,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Serves `routes` (with `state` as app data) on a free 127.0.0.1 port from a thread of its own
+/// with its own actix system, so any test runtime can use it. Returns the port.
+fn serve<T: Send + Sync + 'static>(state: Arc<T>, routes: fn(&mut web::ServiceConfig)) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let data = web::Data::from(state);
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+                .workers(1)
+                .listen(listener)
+                .expect("listen")
+                .run()
+                .await
+                .expect("test server");
+        })
+    });
+    port
+}
+
 /// Waits on a watch channel until `check` yields, or panics naming `what`.
 async fn wait_on<T>(
     rx: &mut watch::Receiver<u64>,
@@ -314,26 +334,10 @@ impl Sink {
             behaviour: Box::new(behaviour),
             events,
         });
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let port = listener.local_addr().unwrap().port();
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let data = web::Data::from(shared);
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                        .route("/health", web::get().to(health))
-                        .default_service(web::to(hook))
-                })
-                .workers(1)
-                .listen(listener)
-                .expect("listen")
-                .run()
-                .await
-                .expect("sink server");
-            })
+        let port = serve(state.clone(), |app| {
+            app.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .route("/health", web::get().to(health))
+                .default_service(web::to(hook));
         });
         Sink {
             url: format!("http://127.0.0.1:{port}/events"),
