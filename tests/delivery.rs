@@ -193,3 +193,59 @@ async fn a_slow_message_does_not_block_the_others() {
     );
     queue.wait_empty(T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_input_never_crashes_carrier_or_loses_a_message() {
+    let queue = TestQueue::create("odd", 30).await;
+    // A content type that would inject a header if copied verbatim.
+    queue
+        .send_with_content_type("injected?", "text/plain\r\nX-Injected: yes")
+        .await;
+    // A body near SQS's 256 KiB limit.
+    let big = "é".repeat(100 * 1024);
+    queue.send(&big).await;
+    // A webhook answer far larger than carrier reads.
+    queue.send("huge-answer").await;
+    // A Retry-After carrier cannot parse.
+    queue.send("bad-retry-after").await;
+    let sink = Sink::start(|r, seen| match (r.body.as_str(), seen) {
+        ("huge-answer", _) => Reply::status(200).body_of(8 * 1024 * 1024),
+        ("bad-retry-after", 0) => Reply::status(429).header("Retry-After", "soon-ish"),
+        _ => Reply::status(200),
+    });
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "4".into()));
+    env.push(("CARRIER_SQS_BATCH_SIZE", "4".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    let requests = sink.wait_requests(4, T).await;
+    let injected = requests.iter().find(|r| r.body == "injected?").unwrap();
+    assert_eq!(
+        injected.header("content-type"),
+        Some("application/json"),
+        "invalid value skipped"
+    );
+    assert_eq!(injected.header("x-injected"), None);
+    assert!(
+        requests.iter().any(|r| r.body == big),
+        "a large body arrives unchanged"
+    );
+    carrier
+        .wait_log(
+            "skipping a header whose value is not a valid header value",
+            T,
+        )
+        .await;
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    assert_eq!(
+        nack["reason"], "status 429",
+        "unparseable Retry-After is a Nack"
+    );
+    // Three acked and deleted; the Nack'd one waits for its visibility timeout.
+    queue.wait_counts((0, 1), T).await;
+}

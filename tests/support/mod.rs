@@ -233,15 +233,20 @@ impl TestQueue {
 
     /// Polls (SQS has no event for it) until no message is left, visible or in flight.
     pub async fn wait_empty(&self, timeout: Duration) {
+        self.wait_counts((0, 0), timeout).await
+    }
+
+    /// Polls until the (visible, in flight) counts are `expected`.
+    pub async fn wait_counts(&self, expected: (u64, u64), timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let counts = self.counts().await;
-            if counts == (0, 0) {
+            if counts == expected {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "queue {} not empty after {timeout:?}: (visible, in flight) = {counts:?}",
+                "queue {}: (visible, in flight) = {counts:?} after {timeout:?}, expected {expected:?}",
                 self.name
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -274,6 +279,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// How long the "worker" takes before answering.
     pub delay: Duration,
+    /// Response body size in bytes (filled with `x`).
+    pub body_len: usize,
 }
 
 impl Reply {
@@ -282,7 +289,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             delay: Duration::ZERO,
+            body_len: 0,
         }
+    }
+
+    pub fn body_of(mut self, len: usize) -> Reply {
+        self.body_len = len;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -442,7 +455,7 @@ async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -
     }
     state.answered.lock().unwrap().push(request.body);
     state.bump();
-    response.finish()
+    response.body(vec![b'x'; reply.body_len])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,14 +529,13 @@ impl CarrierProcess {
         self.pid
     }
 
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with the shell's builtin `kill`.
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{name} failed");
+        assert!(
+            send_signal(self.pid, name),
+            "kill -{name} {} failed",
+            self.pid
+        );
     }
 
     pub fn log_lines(&self) -> Vec<String> {
@@ -581,12 +593,17 @@ impl CarrierProcess {
 impl Drop for CarrierProcess {
     fn drop(&mut self) {
         if self.exit.is_some() {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(self.pid.to_string())
-                .status();
+            send_signal(self.pid, "KILL");
         }
     }
+}
+
+fn send_signal(pid: u32, name: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{name} {pid}"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A logger that discards everything, for in-process actor systems.
