@@ -55,6 +55,41 @@ const DEFAULT_SHUTDOWN_TIMEOUT: &str = "25s";
 pub const LOG_LEVEL: &str = "CARRIER_LOG_LEVEL";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
+/// Every variable carrier reads.
+const KNOWN: &[&str] = &[
+    SQS_ENDPOINT,
+    SQS_QUEUE_NAME,
+    SQS_QUEUE_URL,
+    SQS_BATCH_SIZE,
+    SQS_RECEIVERS,
+    SQS_RECEIVER_WORKERS,
+    WEBHOOK_ENDPOINT,
+    WEBHOOK_TLS_INSECURE_SKIP_VERIFY,
+    WEBHOOK_DEFAULT_CONTENT_TYPE,
+    WEBHOOK_REQUEST_TIMEOUT,
+    WEBHOOK_SUCCESS_CODES,
+    WEBHOOK_HEALTH_CHECK_ENDPOINT,
+    WEBHOOK_HEALTH_CHECK_INTERVAL,
+    WEBHOOK_HEALTH_CHECK_TIMEOUT,
+    WEBHOOK_OFFLINE_THRESHOLD_COUNT,
+    ENABLE_COLORIZED_LOGGING,
+    ENABLE_STAT_LOG,
+    STAT_LOG_TIMER,
+    SHUTDOWN_TIMEOUT,
+    LOG_LEVEL,
+];
+
+/// The `CARRIER_*` names among `names` that carrier does not read: typos, or options of another
+/// version. Worth a warning, not a refusal (a rollback must not fail on a newer option).
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|n| n.starts_with("CARRIER_") && !KNOWN.contains(n))
+        .collect();
+    unknown.sort_unstable();
+    unknown
+}
+
 /// The raw variables, exactly as the environment has them.
 #[derive(Envconfig, Debug, Default)]
 struct RawConfig {
@@ -509,6 +544,20 @@ mod tests {
         );
         assert_eq!(c.settings.stat_log_interval, Some(Duration::from_secs(60)));
         assert!(c.log.colorized);
+    }
+
+    #[test]
+    fn unknown_carrier_variables_are_found() {
+        let names = [
+            "CARRIER_SQS_BATCHSIZE",
+            "CARRIER_SQS_BATCH_SIZE",
+            "HOME",
+            "CARRIER_X",
+        ];
+        assert_eq!(
+            unknown_variables(names),
+            ["CARRIER_SQS_BATCHSIZE", "CARRIER_X"]
+        );
     }
 
     #[test]

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
         }
     };
     let log = logging::build(config.log);
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for name in config::unknown_variables(names.iter().map(String::as_str)) {
+        // The name only: values may be secrets.
+        warn!(log, "unknown configuration variable ignored"; "source" => "main", "variable" => name);
+    }
     let system = actix_rt::System::new();
     let reason = system.block_on(async move {
         let mut carrier = Carrier::start(config.settings, log.clone());

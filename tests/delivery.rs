@@ -249,3 +249,21 @@ async fn odd_input_never_crashes_carrier_or_loses_a_message() {
     // Three acked and deleted; the Nack'd one waits for its visibility timeout.
     queue.wait_counts((0, 1), T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_success_codes_restore_go_s_200_only_rule() {
+    let queue = TestQueue::create("strict", 30).await;
+    queue.send("no-content").await;
+    let sink = Sink::answering(204);
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_WEBHOOK_SUCCESS_CODES", "200".into()));
+    let carrier = CarrierProcess::start(&env);
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    assert_eq!(nack["reason"], "status 204");
+    assert_eq!(queue.counts().await, (0, 1));
+}

@@ -279,3 +279,24 @@ async fn colorized_logging_writes_human_lines() {
     assert!(line.contains('\u{1b}'), "ANSI colours: {line:?}");
     assert!(!line.starts_with('{'), "not JSON: {line:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_url_replaces_name_and_endpoint_and_unknown_variables_are_named() {
+    let queue = TestQueue::create("by-url", 30).await;
+    queue.send("via-url").await;
+    let sink = Sink::answering(200);
+    let carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_QUEUE_URL", queue.url.clone()),
+        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+        ("CARRIER_SQS_BATCHSIZE", "10".into()),
+    ]);
+    sink.wait_requests(1, T).await;
+    queue.wait_empty(T).await;
+    let unknown = carrier.logs_with("unknown configuration variable ignored");
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0]["variable"], "CARRIER_SQS_BATCHSIZE");
+    assert!(
+        !unknown[0].to_string().contains("\"10\""),
+        "values are not logged"
+    );
+}
