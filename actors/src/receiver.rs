@@ -212,7 +212,7 @@ impl SqsReceiverActor {
             && self.actions_in_flight == 0;
         if idle {
             if let Some(done) = self.drained.take() {
-                info!(self.log, "receiver drained");
+                info!(self.log, "receiver drained"; "receiver" => self.id);
                 let _ = done.send(());
             }
         }
