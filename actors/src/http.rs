@@ -14,6 +14,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS;
 
+/// How long an idle webhook connection is kept for reuse. Shorter than the common server-side
+/// idle timeouts (Node.js closes after 5 s), so carrier does not send a message down a connection
+/// the worker is closing at that moment (which would turn into a spurious Nack).
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// The User-Agent carrier sends (awc's own default header is switched off).
 pub const USER_AGENT: &str = concat!("carrier/", env!("CARGO_PKG_VERSION"));
 
@@ -56,11 +61,13 @@ pub fn tls_config(load_roots: bool, skip_verify: bool) -> Arc<ClientConfig> {
 }
 
 /// An awc client with our settings: the given timeout for the whole request (awc's default is
-/// 5 s), no redirects followed, no `Date` header, carrier's User-Agent, at most `max_connections`.
+/// 5 s), no redirects followed, no `Date` header, carrier's User-Agent, at most `max_connections`
+/// (kept alive for reuse up to [`IDLE_CONNECTION_TIMEOUT`]).
 pub fn client(tls: Arc<ClientConfig>, timeout: Duration, max_connections: usize) -> awc::Client {
     let connector = awc::Connector::new()
         .rustls_0_23(tls)
         .timeout(timeout)
+        .conn_keep_alive(IDLE_CONNECTION_TIMEOUT)
         .limit(max_connections.max(1));
     awc::Client::builder()
         .connector(connector)
