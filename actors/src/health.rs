@@ -72,10 +72,13 @@ impl HealthCheckActor {
             .client
             .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1));
         let request = client.get(&self.settings.endpoint).send();
+        let timeout = self.settings.timeout;
         let check = async move {
             match request.await {
                 Ok(mut response) => {
-                    let _ = response.body().limit(16 * 1024).await;
+                    // The verdict is the status; read a little of the body, briefly, for reuse.
+                    let body = response.body().limit(16 * 1024);
+                    let _ = actix_rt::time::timeout(timeout, body).await;
                     if response.status().as_u16() == 200 {
                         Ok(())
                     } else {
