@@ -181,11 +181,12 @@ impl Config {
                 "{SQS_QUEUE_NAME} is required (or set {SQS_QUEUE_URL} to the queue's full URL)"
             ));
         }
+        // Go parity: 0 leaves SQS's default of 1.
         let batch_size = p.value(
             SQS_BATCH_SIZE,
             raw.sqs_batch_size,
             DEFAULT_SQS_BATCH_SIZE,
-            |v| count(v, 1, 10),
+            |v| count(v, 0, 10).map(|n| n.max(1)),
         );
         let receivers = p.value(
             SQS_RECEIVERS,
@@ -193,11 +194,12 @@ impl Config {
             DEFAULT_SQS_RECEIVERS,
             |v| count(v, 1, 1024),
         );
+        // Go parity: 0 means one worker per message of a batch.
         let workers = p.value(
             SQS_RECEIVER_WORKERS,
             raw.sqs_receiver_workers,
             DEFAULT_SQS_RECEIVER_WORKERS,
-            |v| count(v, 1, 10_000),
+            |v| count(v, 0, 10_000),
         );
         let webhook_endpoint = p.value(
             WEBHOOK_ENDPOINT,
@@ -250,7 +252,8 @@ impl Config {
             WEBHOOK_OFFLINE_THRESHOLD_COUNT,
             raw.webhook_offline_threshold_count,
             DEFAULT_WEBHOOK_OFFLINE_THRESHOLD_COUNT,
-            |v| count(v, 1, 1_000_000),
+            // Go parity: 0 behaves as 1 (offline at the first failure).
+            |v| count(v, 0, 1_000_000).map(|n| n.max(1)),
         );
         let colorized = p.value(
             ENABLE_COLORIZED_LOGGING,
@@ -294,7 +297,7 @@ impl Config {
         });
         settings.batch_size = batch_size;
         settings.receivers = receivers;
-        settings.workers_per_receiver = workers;
+        settings.workers_per_receiver = if workers == 0 { batch_size } else { workers };
         settings.webhook = WebhookSettings {
             endpoint: webhook_endpoint,
             tls_insecure_skip_verify: skip_verify.unwrap_or_default(),
@@ -561,6 +564,22 @@ mod tests {
     }
 
     #[test]
+    fn zero_batch_size_and_workers_mean_what_they_meant_in_go() {
+        let c = Config::from_map(&vars(&[
+            (SQS_QUEUE_NAME, "q"),
+            (SQS_BATCH_SIZE, "7"),
+            (SQS_RECEIVER_WORKERS, "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.settings.batch_size, c.settings.workers_per_receiver),
+            (7, 7)
+        );
+        let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "q"), (SQS_BATCH_SIZE, "0")])).unwrap();
+        assert_eq!(c.settings.batch_size, 1);
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "q"), (SQS_BATCH_SIZE, "")])).unwrap();
         assert_eq!(c.settings.batch_size, 1);
@@ -580,7 +599,7 @@ mod tests {
         let text = err.to_string();
         for needle in [
             "CARRIER_SQS_QUEUE_NAME is required",
-            "CARRIER_SQS_BATCH_SIZE=\"11\": must be a whole number from 1 to 10",
+            "CARRIER_SQS_BATCH_SIZE=\"11\": must be a whole number from 0 to 10",
             "CARRIER_SQS_RECEIVERS=\"0\"",
             "CARRIER_WEBHOOK_ENDPOINT=\"localhost:9000\"",
             "CARRIER_WEBHOOK_REQUEST_TIMEOUT=\"60\": expected a duration",

@@ -40,7 +40,7 @@ async fn bad_config_exits_2_naming_every_bad_variable() {
     let stderr = carrier.stderr();
     for needle in [
         "CARRIER_SQS_QUEUE_NAME is required",
-        "CARRIER_SQS_BATCH_SIZE=\"11\": must be a whole number from 1 to 10",
+        "CARRIER_SQS_BATCH_SIZE=\"11\": must be a whole number from 0 to 10",
         "CARRIER_SQS_RECEIVER_WORKERS=\"many\"",
         "CARRIER_WEBHOOK_ENDPOINT=\"localhost:9000\"",
         "CARRIER_WEBHOOK_REQUEST_TIMEOUT=\"60\": expected a duration such as 300ms, 30s, 2m, 1h30m or 1.5h",

@@ -245,6 +245,18 @@ impl SqsError {
 pub struct Settlement {
     pub message_id: String,
     pub receipt_handle: String,
+    /// When we received it: SQS's 12-hour visibility limit counts from here.
+    pub received_at: std::time::Instant,
+}
+
+impl Settlement {
+    /// The longest visibility timeout SQS still accepts for this message now (its 12 hours run
+    /// from receipt), less a few seconds for clock and transit.
+    pub fn max_visibility_secs(&self) -> u64 {
+        MAX_VISIBILITY_TIMEOUT_SECS
+            .saturating_sub(self.received_at.elapsed().as_secs())
+            .saturating_sub(5)
+    }
 }
 
 /// One resolved queue and the shared client. Cheap to clone; every receiver holds one.
@@ -276,9 +288,15 @@ impl SqsQueue {
                         Ok(out) if out.queue_url().is_some() => {
                             break out.queue_url().unwrap_or_default().to_string();
                         }
-                        Ok(_) => warn!(log, "GetQueueUrl returned no URL"; "queue_name" => name),
-                        Err(e) => {
-                            let err = SqsError::from_sdk("GetQueueUrl", e);
+                        result => {
+                            let err = match result {
+                                Err(e) => SqsError::from_sdk("GetQueueUrl", e),
+                                Ok(_) => SqsError {
+                                    operation: "GetQueueUrl",
+                                    code: None,
+                                    detail: "the answer had no queue URL".into(),
+                                },
+                            };
                             stats.sqs_error();
                             let delay = backoff.next_delay();
                             warn!(log, "failed to resolve queue URL, retrying";
@@ -321,6 +339,7 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| SqsError::from_sdk("ReceiveMessage", e))?;
+        let received_at = std::time::Instant::now();
         let mut received = Vec::with_capacity(out.messages().len());
         for message in out.messages.unwrap_or_default() {
             let (Some(message_id), Some(receipt_handle)) =
@@ -349,6 +368,7 @@ impl SqsQueue {
                 Settlement {
                     message_id,
                     receipt_handle,
+                    received_at,
                 },
                 delivery,
             ));
@@ -362,11 +382,15 @@ impl SqsQueue {
         self.settle(Action::Delete, entries).await
     }
 
-    /// Change visibility timeouts, each entry with its own timeout in seconds (clamped to SQS's limit).
+    /// Change visibility timeouts, each entry with its own timeout in seconds (clamped to what SQS
+    /// still accepts for that message).
     pub async fn change_visibility(&self, entries: Vec<(Settlement, u64)>) {
         let entries = entries
             .into_iter()
-            .map(|(s, secs)| (s, secs.min(MAX_VISIBILITY_TIMEOUT_SECS) as i32))
+            .map(|(s, secs)| {
+                let secs = secs.min(s.max_visibility_secs()) as i32;
+                (s, secs)
+            })
             .collect();
         self.settle(Action::ChangeVisibility, entries).await
     }
@@ -591,6 +615,16 @@ mod tests {
             Some("http://127.0.0.1:9324")
         );
         assert_eq!(a.display_name(), "jobs");
+    }
+
+    #[test]
+    fn visibility_is_capped_by_the_time_left_since_receipt() {
+        let s = Settlement {
+            message_id: "m".into(),
+            receipt_handle: "r".into(),
+            received_at: std::time::Instant::now() - Duration::from_secs(60),
+        };
+        assert_eq!(s.max_visibility_secs(), 43_200 - 60 - 5);
     }
 
     #[test]
