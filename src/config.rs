@@ -240,7 +240,7 @@ impl Config {
             WEBHOOK_HEALTH_CHECK_INTERVAL,
             raw.webhook_health_check_interval,
             DEFAULT_WEBHOOK_HEALTH_CHECK_INTERVAL,
-            positive_duration,
+            interval,
         );
         let health_timeout = p.value(
             WEBHOOK_HEALTH_CHECK_TIMEOUT,
@@ -271,7 +271,7 @@ impl Config {
             STAT_LOG_TIMER,
             raw.stat_log_timer,
             DEFAULT_STAT_LOG_TIMER,
-            positive_duration,
+            interval,
         );
         let shutdown_timeout = p.value(
             SHUTDOWN_TIMEOUT,
@@ -425,6 +425,17 @@ const DURATION_HELP: &str = "expected a duration such as 300ms, 30s, 2m, 1h30m o
 fn positive_duration(v: String) -> Result<Duration, String> {
     match duration(v)? {
         d if d.is_zero() => Err(format!("must be more than zero; {DURATION_HELP}")),
+        d => Ok(d),
+    }
+}
+
+/// A period for something repeated (health checks, the stat line): at least 100 ms, so a typo
+/// such as `1ns` cannot turn it into a busy loop.
+fn interval(v: String) -> Result<Duration, String> {
+    match duration(v)? {
+        d if d < Duration::from_millis(100) => {
+            Err(format!("must be at least 100ms; {DURATION_HELP}"))
+        }
         d => Ok(d),
     }
 }
@@ -594,6 +605,7 @@ mod tests {
             (WEBHOOK_REQUEST_TIMEOUT, "60"),
             (WEBHOOK_TLS_INSECURE_SKIP_VERIFY, "yes"),
             (LOG_LEVEL, "loud"),
+            (STAT_LOG_TIMER, "1ns"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -605,9 +617,10 @@ mod tests {
             "CARRIER_WEBHOOK_REQUEST_TIMEOUT=\"60\": expected a duration",
             "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY=\"yes\"",
             "CARRIER_LOG_LEVEL=\"loud\"",
+            "CARRIER_STAT_LOG_TIMER=\"1ns\": must be at least 100ms",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.0.len(), 7);
+        assert_eq!(err.0.len(), 8);
     }
 }

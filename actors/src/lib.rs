@@ -119,6 +119,8 @@ impl ExitReason {
 pub struct Carrier {
     supervisor: Addr<Supervisor>,
     exit: oneshot::Receiver<ExitReason>,
+    /// How it ended, once known (so `wait` can be called again).
+    ended: Option<ExitReason>,
     stats: Arc<Stats>,
 }
 
@@ -143,6 +145,7 @@ impl Carrier {
         Carrier {
             supervisor,
             exit,
+            ended: None,
             stats,
         }
     }
@@ -168,7 +171,12 @@ impl Carrier {
 
     /// Waits until the system has ended (drained after a shutdown, or the webhook went offline).
     pub async fn wait(&mut self) -> ExitReason {
-        (&mut self.exit).await.unwrap_or(ExitReason::Aborted)
+        if let Some(reason) = self.ended {
+            return reason;
+        }
+        let reason = (&mut self.exit).await.unwrap_or(ExitReason::Aborted);
+        self.ended = Some(reason);
+        reason
     }
 }
 

@@ -33,6 +33,9 @@ const FLUSH_DELAY: Duration = Duration::from_millis(10);
 /// found messages answers within milliseconds (and those are then released, not stranded
 /// invisible), while an empty long poll would otherwise hold shutdown for up to 20 s.
 const POLL_ABORT_GRACE: Duration = Duration::from_millis(250);
+/// An empty receive that came back sooner than this was not a long poll (some emulators and
+/// proxies ignore WaitTimeSeconds): wait this long before the next, instead of spinning.
+const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 /// Receive errors back off from this...
 const POLL_BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// ...up to this, so an unreachable SQS costs one call (and one log line) per ~10 s per receiver.
@@ -47,10 +50,10 @@ enum State {
     Draining,
 }
 
-/// A received batch, reported back by the detached poll task.
+/// A received batch, reported back by the detached poll task, with how long the call took.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Received(Result<Vec<(Settlement, Delivery)>, SqsError>);
+struct Received(Result<Vec<(Settlement, Delivery)>, SqsError>, Duration);
 
 pub struct SqsReceiverActor {
     id: usize,
@@ -131,7 +134,17 @@ impl SqsReceiverActor {
         let queue = self.queue.clone();
         let me = ctx.address();
         self.poll = Some(actix_rt::spawn(async move {
-            me.do_send(Received(queue.receive(max).await));
+            let started = Instant::now();
+            let result = queue.receive(max).await;
+            me.do_send(Received(result, started.elapsed()));
+        }));
+    }
+
+    /// Polls again after `delay` (no poll starts meanwhile).
+    fn wait_then_poll(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        self.backoff_timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.backoff_timer = None;
+            act.poll(ctx);
         }));
     }
 
@@ -259,7 +272,7 @@ impl Supervised for SqsReceiverActor {
 impl Handler<Received> for SqsReceiverActor {
     type Result = ();
 
-    fn handle(&mut self, Received(result): Received, ctx: &mut Self::Context) {
+    fn handle(&mut self, Received(result, took): Received, ctx: &mut Self::Context) {
         self.poll = None;
         match result {
             Ok(messages) => {
@@ -269,6 +282,9 @@ impl Handler<Received> for SqsReceiverActor {
                 self.backoff.reset();
                 if messages.is_empty() {
                     self.check_drained();
+                    if took < MIN_EMPTY_POLL && self.state == State::Running {
+                        return self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
+                    }
                     return self.poll(ctx);
                 }
                 self.stats.received(messages.len());
@@ -297,10 +313,7 @@ impl Handler<Received> for SqsReceiverActor {
                 let delay = self.backoff.next_delay();
                 warn!(self.log, "failed to receive messages"; "receiver" => self.id, "error" => %e,
                     "retry_in_ms" => delay.as_millis() as u64);
-                self.backoff_timer = Some(ctx.run_later(delay, |act, ctx| {
-                    act.backoff_timer = None;
-                    act.poll(ctx);
-                }));
+                self.wait_then_poll(delay, ctx);
             }
         }
     }

@@ -23,7 +23,7 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// How long to wait for that body once the status is known.
 const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The header names carrier sends. Go carrier's are kept byte for byte.
+/// The header names carrier sends (written in Go's canonical case on HTTP/1.1).
 pub mod headers {
     pub const RECEIVE_COUNT: &str = "x-carrier-receive-count";
     pub const FIRST_RECEIVE_TIME: &str = "x-carrier-first-receive-time";
@@ -138,7 +138,9 @@ impl WebhookTransmitterActor {
             .as_deref()
             .and_then(|ct| self.header_value("Content-Type", ct, &d.message_id))
             .or_else(|| HeaderValue::from_str(&self.settings.default_content_type).ok());
-        let mut req = client.post(&self.settings.endpoint);
+        // Header names as Go writes them (`X-Carrier-Receive-Count`), for workers that compare
+        // names case-sensitively.
+        let mut req = client.post(&self.settings.endpoint).camel_case();
         if let Some(ct) = content_type {
             req = req.insert_header((header::CONTENT_TYPE, ct));
         }
