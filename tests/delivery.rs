@@ -267,3 +267,38 @@ async fn strict_success_codes_restore_go_s_200_only_rule() {
     assert_eq!(nack["reason"], "status 204");
     assert_eq!(queue.counts().await, (0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_307_redirect_is_followed_with_the_body_and_a_302_is_a_nack() {
+    let queue = TestQueue::create("redirect", 30).await;
+    queue.send("follow-me").await;
+    queue.send("do-not-follow").await;
+    let sink = Sink::start(|r, _| match (r.path.as_str(), r.body.as_str()) {
+        ("/events", "follow-me") => Reply::status(307).header("Location", "/events/"),
+        ("/events", _) => Reply::status(302).header("Location", "/elsewhere"),
+        _ => Reply::status(200),
+    });
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    assert_eq!(nack["reason"], "status 302");
+    let requests = sink.wait_requests(3, T).await;
+    let followed = requests
+        .iter()
+        .find(|r| r.path == "/events/")
+        .expect("redirect followed");
+    assert_eq!(followed.body, "follow-me");
+    assert_eq!(followed.header("x-carrier-receive-count"), Some("1"));
+    assert!(
+        requests.iter().all(|r| r.path != "/elsewhere"),
+        "302 not followed"
+    );
+    queue.wait_counts((0, 1), T).await;
+}

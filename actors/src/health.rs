@@ -70,7 +70,7 @@ impl HealthCheckActor {
         self.checking = true;
         let client = self
             .client
-            .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1));
+            .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1, true));
         let request = client.get(&self.settings.endpoint).send();
         let timeout = self.settings.timeout;
         let check = async move {

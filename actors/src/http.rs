@@ -60,19 +60,42 @@ pub fn tls_config(load_roots: bool, skip_verify: bool) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// Where a redirect's `Location` leads from `current`: absolute URLs and root-relative paths,
+/// same scheme only (no silent downgrade from https to http).
+pub fn redirect_target(current: &awc::http::Uri, location: &str) -> Option<String> {
+    let scheme = current.scheme_str()?;
+    if location.starts_with("//") {
+        return None;
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{}{location}", current.authority()?));
+    }
+    let target = parse_http_url(location).ok()?;
+    (target.scheme_str() == Some(scheme)).then(|| location.to_string())
+}
+
 /// An awc client with our settings: the given timeout for the whole request (awc's default is
-/// 5 s), no redirects followed, no `Date` header, carrier's User-Agent, at most `max_connections`
-/// (kept alive for reuse up to [`IDLE_CONNECTION_TIMEOUT`]).
-pub fn client(tls: Arc<ClientConfig>, timeout: Duration, max_connections: usize) -> awc::Client {
+/// 5 s), no `Date` header, carrier's User-Agent, at most `max_connections` (kept alive for reuse
+/// up to [`IDLE_CONNECTION_TIMEOUT`]). Redirects: awc follows none for webhook POSTs (the
+/// transmitter follows 307/308 itself); GETs (`follow_redirects`) follow up to 3, as Go does.
+pub fn client(
+    tls: Arc<ClientConfig>,
+    timeout: Duration,
+    max_connections: usize,
+    follow_redirects: bool,
+) -> awc::Client {
     let connector = awc::Connector::new()
         .rustls_0_23(tls)
         .timeout(timeout)
         .conn_keep_alive(IDLE_CONNECTION_TIMEOUT)
         .limit(max_connections.max(1));
-    awc::Client::builder()
-        .connector(connector)
-        .timeout(timeout)
-        .disable_redirects()
+    let builder = awc::Client::builder().connector(connector).timeout(timeout);
+    let builder = if follow_redirects {
+        builder.max_redirects(3)
+    } else {
+        builder.disable_redirects()
+    };
+    builder
         .no_default_headers()
         .add_default_header((header::USER_AGENT, HeaderValue::from_static(USER_AGENT)))
         .finish()
@@ -171,6 +194,17 @@ mod tests {
         for bad in ["", "-5", "1.5", "soon", "30s", "Tue, 99 Foo 2020"] {
             assert_eq!(retry_after(bad, now), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn redirects_resolve_to_the_same_scheme_only() {
+        let current: awc::http::Uri = "http://127.0.0.1:9000/hook".parse().unwrap();
+        let to = |l| redirect_target(&current, l);
+        assert_eq!(to("/hook/").as_deref(), Some("http://127.0.0.1:9000/hook/"));
+        assert_eq!(to("http://other:1/x").as_deref(), Some("http://other:1/x"));
+        assert_eq!(to("https://other/x"), None);
+        assert_eq!(to("//evil/x"), None);
+        assert_eq!(to("relative"), None);
     }
 
     #[test]

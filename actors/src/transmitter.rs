@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use awc::error::SendRequestError;
 use awc::http::header::{self, HeaderName, HeaderValue};
+use bytes::Bytes;
 use slog::{debug, warn, Logger};
 
 use crate::http;
@@ -22,6 +23,8 @@ use crate::stats::Stats;
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// How long to wait for that body once the status is known.
 const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most `307`/`308` redirects followed for one delivery.
+const MAX_REDIRECTS: usize = 3;
 
 /// The header names carrier sends (written in Go's canonical case on HTTP/1.1).
 pub mod headers {
@@ -183,6 +186,7 @@ impl Actor for WebhookTransmitterActor {
             self.tls.clone(),
             self.settings.request_timeout,
             self.max_connections,
+            false,
         ));
     }
 }
@@ -206,6 +210,7 @@ impl Handler<Deliver> for WebhookTransmitterActor {
                     self.tls.clone(),
                     self.settings.request_timeout,
                     self.max_connections,
+                    false,
                 )
             })
             .clone();
@@ -214,7 +219,14 @@ impl Handler<Deliver> for WebhookTransmitterActor {
         let log = self.log.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let result = request.send_body(delivery.body).await;
+            let request = match request.freeze() {
+                Ok(request) => request,
+                Err(e) => {
+                    let reason = NackReason::Connect(e.to_string());
+                    return Outcome::Nack { reason };
+                }
+            };
+            let result = send_following_307(&client, request, delivery.body.into()).await;
             let outcome = match result {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
@@ -249,6 +261,40 @@ impl Handler<Deliver> for WebhookTransmitterActor {
             outcome
         })
     }
+}
+
+/// POSTs the body, following up to [`MAX_REDIRECTS`] `307`/`308` redirects (which keep the
+/// method and body) to absolute or root-relative locations of the same scheme. Other redirects
+/// are answers like any other status (a Nack): following a `301`/`302`/`303` turns the POST into a
+/// GET without the body, and acknowledging that would acknowledge a message never delivered.
+async fn send_following_307(
+    client: &awc::Client,
+    mut request: awc::FrozenClientRequest,
+    body: Bytes,
+) -> Result<awc::ClientResponse, SendRequestError> {
+    for _ in 0..MAX_REDIRECTS {
+        let response = request.send_body(body.clone()).await?;
+        if !matches!(response.status().as_u16(), 307 | 308) {
+            return Ok(response);
+        }
+        let next = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| http::redirect_target(request.get_uri(), l));
+        let Some(next) = next else {
+            return Ok(response);
+        };
+        let mut follow = client.post(next).camel_case();
+        for (name, value) in request.headers() {
+            follow = follow.append_header((name.clone(), value.clone()));
+        }
+        match follow.freeze() {
+            Ok(r) => request = r,
+            Err(_) => return Ok(response),
+        }
+    }
+    request.send_body(body).await
 }
 
 impl Handler<Crash> for WebhookTransmitterActor {

@@ -260,6 +260,7 @@ impl TestQueue {
 /// One request the sink received.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub path: String,
     /// Lower-case header names.
     pub headers: HashMap<String, String>,
     pub body: String,
@@ -424,6 +425,7 @@ async fn health(state: web::Data<SinkState>) -> HttpResponse {
 
 async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
     let request = Request {
+        path: req.path().to_string(),
         headers: req
             .headers()
             .iter()
