@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::{
     EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
 };
@@ -17,6 +18,7 @@ use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
 use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -95,8 +97,8 @@ fn region_from_host(host: &str) -> Option<String> {
 /// Builds the SQS client.
 ///
 /// Against AWS the standard credential chain applies (env, profile, web identity / IRSA, ECS, IMDS).
-/// Against anything else (an emulator) only env and profile credentials are tried, then harmless
-/// placeholders: no metadata-service probe, so carrier starts at once where Go waits and panics.
+/// Against anything else (an emulator, a proxy) the same minus the instance-metadata probe, then
+/// harmless placeholders: carrier starts at once without credentials where Go waits and panics.
 pub async fn client(address: &QueueAddress) -> aws_sdk_sqs::Client {
     let endpoint = address.effective_endpoint();
     let host = endpoint
@@ -118,11 +120,16 @@ pub async fn client(address: &QueueAddress) -> aws_sdk_sqs::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.clone())
         .timeout_config(timeouts);
-    if let Some(region) = resolve_region(host.as_deref(), on_aws).await {
+    let region = resolve_region(host.as_deref(), on_aws).await;
+    if let Some(region) = region.clone() {
         loader = loader.region(region);
     }
     if !on_aws {
-        let profile = ProviderConfig::default().with_http_client(http);
+        // Everything the standard chain has that is configured by env or files (so IRSA and ECS
+        // still work behind a proxy or custom DNS name), but no instance-metadata probe.
+        let conf = ProviderConfig::default()
+            .with_http_client(http)
+            .with_region(region);
         loader = loader.credentials_provider(
             CredentialsProviderChain::first_try(
                 "Environment",
@@ -131,8 +138,18 @@ pub async fn client(address: &QueueAddress) -> aws_sdk_sqs::Client {
             .or_else(
                 "Profile",
                 ProfileFileCredentialsProvider::builder()
-                    .configure(&profile)
+                    .configure(&conf)
                     .build(),
+            )
+            .or_else(
+                "WebIdentityToken",
+                WebIdentityTokenCredentialsProvider::builder()
+                    .configure(&conf)
+                    .build(),
+            )
+            .or_else(
+                "EcsContainer",
+                EcsCredentialsProvider::builder().configure(&conf).build(),
             )
             .or_else(
                 "Placeholder",
