@@ -81,6 +81,8 @@ pub struct SqsReceiverActor {
     actions_in_flight: usize,
     /// Where to report that draining finished.
     drained: Option<oneshot::Sender<()>>,
+    /// When in-flight deliveries stop being waited for (set once draining).
+    drain_deadline: Option<Instant>,
     /// The shutdown timeout passed with deliveries still running: stop waiting for them.
     abandon_in_flight: bool,
     stats: Arc<Stats>,
@@ -114,6 +116,7 @@ impl SqsReceiverActor {
             flush_timer: None,
             actions_in_flight: 0,
             drained: None,
+            drain_deadline: None,
             abandon_in_flight: false,
             stats,
             log,
@@ -231,6 +234,24 @@ impl SqsReceiverActor {
         }
     }
 
+    /// Timers of a drain (the poll abort, the shutdown deadline). Armed when the drain begins, and
+    /// again if the receiver restarts mid-drain (a restart drops its context's timers).
+    fn arm_drain(&mut self, ctx: &mut Context<Self>) {
+        let Some(deadline) = self.drain_deadline else {
+            return;
+        };
+        self.stop_polling(ctx);
+        ctx.run_later(deadline.saturating_duration_since(Instant::now()), |act, ctx| {
+            if !act.in_flight.is_empty() {
+                warn!(act.log, "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
+                    "receiver" => act.id, "in_flight" => act.in_flight.len());
+                act.abandon_in_flight = true;
+            }
+            act.flush(ctx);
+            act.check_drained();
+        });
+    }
+
     /// Stops receiving: no new polls; the outstanding one is aborted after [`POLL_ABORT_GRACE`].
     fn stop_polling(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.backoff_timer.take() {
@@ -254,6 +275,7 @@ impl Actor for SqsReceiverActor {
         debug!(self.log, "receiver started"; "receiver" => self.id,
             "batch_size" => self.batch_size, "workers" => self.workers);
         self.schedule_flush(ctx);
+        self.arm_drain(ctx);
         self.poll(ctx);
     }
 }
@@ -379,22 +401,13 @@ impl Handler<Drain> for SqsReceiverActor {
 
     fn handle(&mut self, drain: Drain, ctx: &mut Self::Context) {
         self.state = State::Draining;
-        self.stop_polling(ctx);
         self.drained = Some(drain.done);
+        self.drain_deadline = Some(drain.deadline);
         if !self.in_flight.is_empty() {
             info!(self.log, "waiting for in-flight deliveries"; "receiver" => self.id,
                 "in_flight" => self.in_flight.len());
         }
-        let wait = drain.deadline.saturating_duration_since(Instant::now());
-        ctx.run_later(wait, |act, ctx| {
-            if !act.in_flight.is_empty() {
-                warn!(act.log, "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
-                    "receiver" => act.id, "in_flight" => act.in_flight.len());
-                act.abandon_in_flight = true;
-            }
-            act.flush(ctx);
-            act.check_drained();
-        });
+        self.arm_drain(ctx);
         self.flush(ctx);
         self.check_drained();
     }
