@@ -45,7 +45,7 @@ struct Run {
 async fn run(label: &str, n: usize, env_extra: &[(&'static str, &str)]) -> Run {
     let receipts: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
     let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
-    let sqs = FakeSqs::start(Mode::PartialFailures, &refs);
+    let sqs = FakeSqs::start(Mode::BatchApi, &refs);
     let sink = Sink::answering(200);
     let mut env = vec![
         ("CARRIER_SQS_ENDPOINT", sqs.endpoint.clone()),
@@ -92,7 +92,7 @@ async fn bench() {
     let size_mb = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
 
     // Idle: queue resolved, long polls open, nothing to do.
-    let sqs = FakeSqs::start(Mode::PartialFailures, &[]);
+    let sqs = FakeSqs::start(Mode::BatchApi, &[]);
     let sink = Sink::answering(200);
     let carrier = CarrierProcess::start(&[
         ("CARRIER_SQS_ENDPOINT", sqs.endpoint.clone()),

@@ -22,7 +22,7 @@ fn env(sqs: &FakeSqs, sink: &Sink) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_entries_that_fail_are_retried_or_reported_one_by_one() {
-    let sqs = FakeSqs::start(Mode::PartialFailures, &["ok", "retry-me", "bad-handle"]);
+    let sqs = FakeSqs::start(Mode::BatchApi, &["ok", "retry-me", "bad-handle"]);
     let sink = Sink::answering(200);
     let carrier = CarrierProcess::start(&env(&sqs, &sink));
 

@@ -28,8 +28,8 @@
 //!
 //! # Use
 //!
-//! Inside an actix system: [`Carrier::start`], then [`Carrier::wait`]; [`Carrier::shutdown`] (or
-//! [`run`] with a shutdown future) drains gracefully.
+//! Inside an actix system: [`Carrier::start`], then [`Carrier::wait`]; [`Carrier::shutdown`] (or a
+//! [`ShutdownHandle`] handed to a signal task) drains gracefully.
 
 mod health;
 mod http;
@@ -40,7 +40,6 @@ mod stats;
 mod supervisor;
 mod transmitter;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,11 +48,11 @@ use slog::Logger;
 use tokio::sync::oneshot;
 
 pub use health::HealthCheckSettings;
-pub use http::{parse_http_url, retry_after};
-pub use messages::{Delivery, Fault, NackReason, Outcome};
+pub use http::parse_http_url;
+pub use messages::Fault;
 pub use sqs::QueueAddress;
-pub use stats::{process_usage, StatsSnapshot};
-pub use transmitter::{headers, SuccessCodes, WebhookSettings};
+pub use stats::StatsSnapshot;
+pub use transmitter::{SuccessCodes, WebhookSettings};
 
 use messages::{Inject, Shutdown};
 use stats::Stats;
@@ -156,7 +155,7 @@ impl Carrier {
 
     /// Begin a graceful shutdown.
     pub fn shutdown(&self) {
-        self.supervisor.do_send(Shutdown);
+        self.shutdown_handle().shutdown();
     }
 
     /// Counters so far.
@@ -177,21 +176,5 @@ impl Carrier {
         let reason = (&mut self.exit).await.unwrap_or(ExitReason::Aborted);
         self.ended = Some(reason);
         reason
-    }
-}
-
-/// Runs a system until it ends by itself or `shutdown` completes (then drains and returns).
-pub async fn run(
-    settings: Settings,
-    log: Logger,
-    shutdown: impl Future<Output = ()>,
-) -> ExitReason {
-    let mut carrier = Carrier::start(settings, log);
-    tokio::select! {
-        reason = carrier.wait() => reason,
-        () = shutdown => {
-            carrier.shutdown();
-            carrier.wait().await
-        }
     }
 }

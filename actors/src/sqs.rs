@@ -4,7 +4,6 @@
 //!
 //! It knows SQS and nothing of webhooks or actors; every call is a plain future the actors spawn.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -567,24 +566,6 @@ impl SqsQueue {
             }
         }
         Ok(retry)
-    }
-
-    /// Queue attributes (for diagnostics and tests).
-    pub async fn attributes(&self) -> Result<HashMap<String, String>, SqsError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(self.url.as_ref())
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .map_err(|e| SqsError::from_sdk("GetQueueAttributes", e))?;
-        Ok(out
-            .attributes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k.as_str().to_string(), v))
-            .collect())
     }
 }
 

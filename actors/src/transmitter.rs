@@ -27,7 +27,7 @@ const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REDIRECTS: usize = 3;
 
 /// The header names carrier sends (written in Go's canonical case on HTTP/1.1).
-pub mod headers {
+mod headers {
     pub const RECEIVE_COUNT: &str = "x-carrier-receive-count";
     pub const FIRST_RECEIVE_TIME: &str = "x-carrier-first-receive-time";
     pub const MESSAGE_ID: &str = "x-carrier-message-id";
@@ -108,8 +108,8 @@ pub struct WebhookTransmitterActor {
     max_connections: usize,
     /// `X-Carrier-Queue-Name`, computed once.
     queue_name: Option<HeaderValue>,
-    /// Built in `started`, so every (re)start gets a fresh pool. awc clients are not `Send`:
-    /// each transmitter owns its own.
+    /// Built on first use and dropped on restart, so every (re)start gets a fresh pool. awc
+    /// clients are not `Send`: each transmitter owns its own.
     client: Option<awc::Client>,
     stats: Arc<Stats>,
     log: Logger,
@@ -180,15 +180,6 @@ impl WebhookTransmitterActor {
 
 impl Actor for WebhookTransmitterActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        self.client = Some(http::client(
-            self.tls.clone(),
-            self.settings.request_timeout,
-            self.max_connections,
-            false,
-        ));
-    }
 }
 
 impl Supervised for WebhookTransmitterActor {

@@ -12,9 +12,9 @@ use tokio::sync::watch;
 /// How the fake answers the settling calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// DeleteMessageBatch fails the entry for receipt `retry-me` once (SQS's fault) and the entry
-    /// for `bad-handle` always (the sender's fault).
-    PartialFailures,
+    /// Batch calls succeed, except for two scripted receipts: `retry-me` fails once (SQS's fault)
+    /// and `bad-handle` always fails (the sender's fault).
+    BatchApi,
     /// DeleteMessageBatch and ChangeMessageVisibilityBatch do not exist.
     NoBatchApi,
 }
