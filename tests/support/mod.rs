@@ -315,6 +315,8 @@ type Behaviour = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 
 struct SinkState {
     requests: Mutex<Vec<Request>>,
+    /// How many times each body has arrived, so a reply can depend on it in constant time.
+    seen: Mutex<HashMap<String, usize>>,
     /// Bodies whose response has been sent, in order.
     answered: Mutex<Vec<String>>,
     health_status: AtomicU16,
@@ -342,6 +344,7 @@ impl Sink {
         let (events, _) = watch::channel(0);
         let state = Arc::new(SinkState {
             requests: Mutex::new(Vec::new()),
+            seen: Mutex::new(HashMap::new()),
             answered: Mutex::new(Vec::new()),
             health_status: AtomicU16::new(200),
             health_checks: AtomicUsize::new(0),
@@ -440,11 +443,12 @@ async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -
         at: Instant::now(),
     };
     let seen = {
-        let mut requests = state.requests.lock().unwrap();
-        let seen = requests.iter().filter(|r| r.body == request.body).count();
-        requests.push(request.clone());
-        seen
+        let mut seen = state.seen.lock().unwrap();
+        let count = seen.entry(request.body.clone()).or_insert(0);
+        *count += 1;
+        *count - 1
     };
+    state.requests.lock().unwrap().push(request.clone());
     state.bump();
     let reply = (state.behaviour)(&request, seen);
     if !reply.delay.is_zero() {
