@@ -1,138 +1,207 @@
 //! `CARRIER_*` environment variables → one validated [`Config`].
 //!
-//! envconfig reads every variable as raw text (an empty value counts as unset); this module then
-//! parses and validates *all* of them and reports every problem at once, each naming the
-//! variable, the value and what is accepted. Defaults are the Go carrier's, beside each name.
-//! It must not start anything or read anything but the environment.
+//! Each variable is declared once, in the [`variables!`] table below: its name, its default (the
+//! Go carrier's, unless marked carrier-only), how it is parsed, and what it means. From that one
+//! table come the name constants, the list of known variables, the envconfig struct that reads
+//! the raw text (an empty value counts as unset), and the typed values; a unit test checks the
+//! README documents every one. All variables are parsed before any error is returned, so every
+//! problem is reported at once, each naming the variable, its value (redacted where it could hold
+//! a secret) and what is accepted. This module reads nothing but the environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use carrier_actors::http::redact;
 use carrier_actors::{
-    parse_http_url, HealthCheckSettings, QueueAddress, Settings, SuccessCodes, WebhookSettings,
+    Endpoint, HeaderStyle, HealthCheckSettings, NackPolicy, OfflineAction, QueueAddress, Settings,
+    SigningKeys, SuccessCodes, WebhookSettings,
 };
 use envconfig::Envconfig;
 
-// Each variable, and its default where it has one (Go carrier's, unless marked "carrier only").
-pub const SQS_ENDPOINT: &str = "CARRIER_SQS_ENDPOINT";
-pub const SQS_QUEUE_NAME: &str = "CARRIER_SQS_QUEUE_NAME";
-/// Carrier only: a full queue URL instead of name (+ endpoint).
-pub const SQS_QUEUE_URL: &str = "CARRIER_SQS_QUEUE_URL";
-pub const SQS_BATCH_SIZE: &str = "CARRIER_SQS_BATCH_SIZE";
-const DEFAULT_SQS_BATCH_SIZE: &str = "1";
-pub const SQS_RECEIVERS: &str = "CARRIER_SQS_RECEIVERS";
-const DEFAULT_SQS_RECEIVERS: &str = "1";
-pub const SQS_RECEIVER_WORKERS: &str = "CARRIER_SQS_RECEIVER_WORKERS";
-const DEFAULT_SQS_RECEIVER_WORKERS: &str = "1";
-pub const WEBHOOK_ENDPOINT: &str = "CARRIER_WEBHOOK_ENDPOINT";
-const DEFAULT_WEBHOOK_ENDPOINT: &str = "http://localhost:9000";
-pub const WEBHOOK_TLS_INSECURE_SKIP_VERIFY: &str = "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY";
-const DEFAULT_WEBHOOK_TLS_INSECURE_SKIP_VERIFY: &str = "false";
-pub const WEBHOOK_DEFAULT_CONTENT_TYPE: &str = "CARRIER_WEBHOOK_DEFAULT_CONTENT_TYPE";
-const DEFAULT_WEBHOOK_DEFAULT_CONTENT_TYPE: &str = "application/json";
-pub const WEBHOOK_REQUEST_TIMEOUT: &str = "CARRIER_WEBHOOK_REQUEST_TIMEOUT";
-const DEFAULT_WEBHOOK_REQUEST_TIMEOUT: &str = "60s";
-/// Carrier only: statuses that count as success. Any 2xx; Go accepted only 200.
-pub const WEBHOOK_SUCCESS_CODES: &str = "CARRIER_WEBHOOK_SUCCESS_CODES";
-const DEFAULT_WEBHOOK_SUCCESS_CODES: &str = "200-299";
-pub const WEBHOOK_HEALTH_CHECK_ENDPOINT: &str = "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT";
-pub const WEBHOOK_HEALTH_CHECK_INTERVAL: &str = "CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL";
-const DEFAULT_WEBHOOK_HEALTH_CHECK_INTERVAL: &str = "60s";
-pub const WEBHOOK_HEALTH_CHECK_TIMEOUT: &str = "CARRIER_WEBHOOK_HEALTH_CHECK_TIMEOUT";
-const DEFAULT_WEBHOOK_HEALTH_CHECK_TIMEOUT: &str = "10s";
-pub const WEBHOOK_OFFLINE_THRESHOLD_COUNT: &str = "CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT";
-const DEFAULT_WEBHOOK_OFFLINE_THRESHOLD_COUNT: &str = "5";
-pub const ENABLE_COLORIZED_LOGGING: &str = "CARRIER_ENABLE_COLORIZED_LOGGING";
-const DEFAULT_ENABLE_COLORIZED_LOGGING: &str = "false";
-pub const ENABLE_STAT_LOG: &str = "CARRIER_ENABLE_STAT_LOG";
-const DEFAULT_ENABLE_STAT_LOG: &str = "false";
-pub const STAT_LOG_TIMER: &str = "CARRIER_STAT_LOG_TIMER";
-const DEFAULT_STAT_LOG_TIMER: &str = "120s";
-/// Carrier only: how long in-flight deliveries may finish after SIGTERM. 25 s fits inside
-/// Kubernetes' default 30 s termination grace period, leaving time to flush deletes.
-pub const SHUTDOWN_TIMEOUT: &str = "CARRIER_SHUTDOWN_TIMEOUT";
-const DEFAULT_SHUTDOWN_TIMEOUT: &str = "25s";
-/// Carrier only: trace, debug, info, warn, error.
-pub const LOG_LEVEL: &str = "CARRIER_LOG_LEVEL";
-const DEFAULT_LOG_LEVEL: &str = "info";
+/// One variable of the table, for the README check and anyone who wants the list.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // `default` and `doc` are read by the README check
+pub struct Variable {
+    pub name: &'static str,
+    /// The default as written in the README's table, `None` for variables without one.
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
 
-/// Every variable carrier reads.
-const KNOWN: &[&str] = &[
-    SQS_ENDPOINT,
-    SQS_QUEUE_NAME,
-    SQS_QUEUE_URL,
-    SQS_BATCH_SIZE,
-    SQS_RECEIVERS,
-    SQS_RECEIVER_WORKERS,
-    WEBHOOK_ENDPOINT,
-    WEBHOOK_TLS_INSECURE_SKIP_VERIFY,
-    WEBHOOK_DEFAULT_CONTENT_TYPE,
-    WEBHOOK_REQUEST_TIMEOUT,
-    WEBHOOK_SUCCESS_CODES,
-    WEBHOOK_HEALTH_CHECK_ENDPOINT,
-    WEBHOOK_HEALTH_CHECK_INTERVAL,
-    WEBHOOK_HEALTH_CHECK_TIMEOUT,
-    WEBHOOK_OFFLINE_THRESHOLD_COUNT,
-    ENABLE_COLORIZED_LOGGING,
-    ENABLE_STAT_LOG,
-    STAT_LOG_TIMER,
-    SHUTDOWN_TIMEOUT,
-    LOG_LEVEL,
-];
+/// Declares every variable once: `CONST = "NAME" => field: Type = default | optional, parser;`
+macro_rules! variables {
+    ($(
+        $(#[doc = $doc:literal])+
+        $konst:ident = $name:literal => $field:ident: $ty:ty = $kind:tt, $parse:expr;
+    )+) => {
+        // Named for tests and readers; the binary itself goes through `VARIABLES` and `Raw`.
+        $( #[allow(dead_code)] pub const $konst: &str = $name; )+
+
+        /// Every variable carrier reads.
+        pub const VARIABLES: &[Variable] = &[$(Variable {
+            name: $name,
+            default: variables!(@default $kind),
+            doc: concat!($($doc),+),
+        }),+];
+
+        /// The raw variables, exactly as the environment has them.
+        #[derive(Envconfig, Debug, Default)]
+        struct Raw {
+            $( #[envconfig(from = $name)] $field: Option<String>, )+
+        }
+
+        /// Every variable, parsed (defaults where unset, or where the value was bad: the problem
+        /// is then recorded and the values are never used).
+        struct Values {
+            $( $field: $ty, )+
+        }
+
+        impl Values {
+            fn parse(raw: Raw, p: &mut Problems) -> Values {
+                Values { $( $field: variables!(@parse p, $name, raw.$field, $kind, $parse), )+ }
+            }
+        }
+    };
+    (@default optional) => { None };
+    (@default $default:literal) => { Some($default) };
+    (@parse $p:ident, $name:literal, $raw:expr, optional, $parse:expr) => {
+        $p.optional($name, $raw, $parse)
+    };
+    (@parse $p:ident, $name:literal, $raw:expr, $default:literal, $parse:expr) => {
+        $p.value($name, $raw, $default, $parse)
+    };
+}
+
+variables! {
+    /// SQS endpoint URL, e.g. `https://sqs.us-west-2.amazonaws.com`; unset: the region's.
+    SQS_ENDPOINT = "CARRIER_SQS_ENDPOINT" => sqs_endpoint: Option<String> = optional, url;
+    /// Queue name, resolved with GetQueueUrl (required unless CARRIER_SQS_QUEUE_URL).
+    SQS_QUEUE_NAME = "CARRIER_SQS_QUEUE_NAME" => sqs_queue_name: Option<String> = optional, Ok;
+    /// Carrier only: the queue's full URL, instead of name (+ endpoint).
+    SQS_QUEUE_URL = "CARRIER_SQS_QUEUE_URL" => sqs_queue_url: Option<String> = optional, url;
+    /// Most messages per ReceiveMessage, 1–10 (Go parity: 0 means 1).
+    SQS_BATCH_SIZE = "CARRIER_SQS_BATCH_SIZE" => sqs_batch_size: usize = "1",
+        |v| count(v, 0, 10).map(|n| n.max(1));
+    /// Concurrent receivers.
+    SQS_RECEIVERS = "CARRIER_SQS_RECEIVERS" => sqs_receivers: usize = "1", |v| count(v, 1, 1024);
+    /// Concurrent deliveries per receiver (Go parity: 0 means one per message of a batch).
+    SQS_RECEIVER_WORKERS = "CARRIER_SQS_RECEIVER_WORKERS" => sqs_receiver_workers: usize = "1",
+        |v| count(v, 0, 10_000);
+    /// Carrier only: visibility timeout asked for on receive and kept up by the heartbeat
+    /// (whole seconds, 1s–12h); unset: the queue's own.
+    SQS_VISIBILITY_TIMEOUT = "CARRIER_SQS_VISIBILITY_TIMEOUT"
+        => sqs_visibility_timeout: Option<Duration> = optional, visibility_timeout;
+    /// URL messages are POSTed to; `user:pass@` in it sends HTTP Basic auth.
+    WEBHOOK_ENDPOINT = "CARRIER_WEBHOOK_ENDPOINT" => webhook_endpoint: Endpoint =
+        "http://localhost:9000", endpoint;
+    /// Accept any TLS certificate (webhook and health check).
+    WEBHOOK_TLS_INSECURE_SKIP_VERIFY = "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY"
+        => webhook_tls_insecure_skip_verify: bool = "false", boolean;
+    /// Content-Type when the message has no `Body.ContentType` attribute.
+    WEBHOOK_DEFAULT_CONTENT_TYPE = "CARRIER_WEBHOOK_DEFAULT_CONTENT_TYPE"
+        => webhook_default_content_type: String = "application/json", header_value;
+    /// Limit for one webhook delivery, redirects included.
+    WEBHOOK_REQUEST_TIMEOUT = "CARRIER_WEBHOOK_REQUEST_TIMEOUT"
+        => webhook_request_timeout: Duration = "60s", positive_duration;
+    /// Carrier only: statuses that Ack, e.g. `200` (Go's rule) or `200,202-204`.
+    WEBHOOK_SUCCESS_CODES = "CARRIER_WEBHOOK_SUCCESS_CODES"
+        => webhook_success_codes: SuccessCodes = "200-299", |v| SuccessCodes::parse(&v);
+    /// Carrier only: `carrier` (X-Carrier-* headers) or `sqsd` (Elastic Beanstalk's X-Aws-Sqsd-*).
+    WEBHOOK_HEADER_STYLE = "CARRIER_WEBHOOK_HEADER_STYLE"
+        => webhook_header_style: HeaderStyle = "carrier", header_style;
+    /// Carrier only: `whsec_…` secret(s), space-separated: sign requests (Standard Webhooks).
+    WEBHOOK_SIGNING_SECRET = "CARRIER_WEBHOOK_SIGNING_SECRET"
+        => webhook_signing_secret: Option<SigningKeys> = optional, |v| SigningKeys::parse(&v);
+    /// Carrier only: a failed delivery's visibility timeout (0–12h); unset: left as it is.
+    WEBHOOK_ERROR_VISIBILITY_TIMEOUT = "CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT"
+        => webhook_error_visibility_timeout: Option<Duration> = optional, sqs_duration;
+    /// Carrier only: the error timeout doubles with each receive up to this (1s–12h).
+    WEBHOOK_ERROR_BACKOFF_MAX = "CARRIER_WEBHOOK_ERROR_BACKOFF_MAX"
+        => webhook_error_backoff_max: Option<Duration> = optional, visibility_timeout;
+    /// Carrier only: a Retry-After below this is raised to it (0–12h).
+    WEBHOOK_MIN_RETRY_DELAY = "CARRIER_WEBHOOK_MIN_RETRY_DELAY"
+        => webhook_min_retry_delay: Duration = "1s", sqs_duration;
+    /// Enables health checking: the URL to GET.
+    WEBHOOK_HEALTH_CHECK_ENDPOINT = "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT"
+        => webhook_health_check_endpoint: Option<Endpoint> = optional, endpoint;
+    /// Time between health checks (at least 100ms).
+    WEBHOOK_HEALTH_CHECK_INTERVAL = "CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL"
+        => webhook_health_check_interval: Duration = "60s", interval;
+    /// Limit for one health check.
+    WEBHOOK_HEALTH_CHECK_TIMEOUT = "CARRIER_WEBHOOK_HEALTH_CHECK_TIMEOUT"
+        => webhook_health_check_timeout: Duration = "10s", positive_duration;
+    /// Consecutive failed checks, once online, before the webhook is offline (Go parity: 0 means 1).
+    WEBHOOK_OFFLINE_THRESHOLD_COUNT = "CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT"
+        => webhook_offline_threshold_count: u32 = "5",
+        |v| count(v, 0, 1_000_000).map(|n| n.max(1) as u32);
+    /// Carrier only: `exit` (drain, exit 1) or `pause` (stop receiving until healthy).
+    WEBHOOK_OFFLINE_ACTION = "CARRIER_WEBHOOK_OFFLINE_ACTION"
+        => webhook_offline_action: OfflineAction = "exit", offline_action;
+    /// Carrier only: how long to wait for the first healthy check (exit 1 after); unset: for ever.
+    WEBHOOK_STARTUP_TIMEOUT = "CARRIER_WEBHOOK_STARTUP_TIMEOUT"
+        => webhook_startup_timeout: Option<Duration> = optional, positive_duration;
+    /// Human log lines instead of JSON.
+    ENABLE_COLORIZED_LOGGING = "CARRIER_ENABLE_COLORIZED_LOGGING"
+        => enable_colorized_logging: bool = "false", boolean;
+    /// Periodic `stats` log line.
+    ENABLE_STAT_LOG = "CARRIER_ENABLE_STAT_LOG" => enable_stat_log: bool = "false", boolean;
+    /// Interval of the `stats` line (at least 100ms).
+    STAT_LOG_TIMER = "CARRIER_STAT_LOG_TIMER" => stat_log_timer: Duration = "120s", interval;
+    /// Carrier only: how long in-flight deliveries may finish after SIGTERM. 20 s plus at most
+    /// 5 s of final flushing fits Kubernetes' default 30 s grace period with room to spare.
+    SHUTDOWN_TIMEOUT = "CARRIER_SHUTDOWN_TIMEOUT" => shutdown_timeout: Duration = "20s", duration;
+    /// Carrier only: once nothing was received for this long and nothing is in flight, drain and
+    /// exit 0 (KEDA ScaledJob, batch and CI runs).
+    EXIT_WHEN_IDLE = "CARRIER_EXIT_WHEN_IDLE" => exit_when_idle: Option<Duration> = optional,
+        interval;
+    /// Carrier only: serve `/healthz`, `/readyz`, `/metrics` here, e.g. `0.0.0.0:9464`.
+    ADMIN_ADDR = "CARRIER_ADMIN_ADDR" => admin_addr: Option<SocketAddr> = optional, socket_addr;
+    /// Carrier only: `trace`, `debug`, `info`, `warn`, `error`.
+    LOG_LEVEL = "CARRIER_LOG_LEVEL" => log_level: slog::Level = "info", log_level;
+}
+
+/// Whether a `CARRIER_`-prefixed name is one Kubernetes injects for a Service named `carrier…`
+/// (`CARRIER_SERVICE_HOST`, `CARRIER_PORT_9464_TCP_ADDR`, `CARRIER_ADMIN_SERVICE_PORT_HTTP`, …).
+fn is_kubernetes_service_variable(name: &str) -> bool {
+    if name.ends_with("_SERVICE_HOST") || name.ends_with("_SERVICE_PORT") {
+        return true;
+    }
+    if name.contains("_SERVICE_PORT_") {
+        return true;
+    }
+    if name.ends_with("_PORT") {
+        return true;
+    }
+    // `_PORT_<number>_<TCP|UDP|SCTP>` with an optional `_PROTO`, `_PORT` or `_ADDR`.
+    let Some((_, rest)) = name.split_once("_PORT_") else {
+        return false;
+    };
+    let mut parts = rest.split('_');
+    let number = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts
+        .next()
+        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    let suffix = match parts.next() {
+        None => true,
+        Some(s) => matches!(s, "PROTO" | "PORT" | "ADDR") && parts.next().is_none(),
+    };
+    number && proto && suffix
+}
 
 /// The `CARRIER_*` names among `names` that carrier does not read: typos, or options of another
-/// version. Worth a warning, not a refusal (a rollback must not fail on a newer option).
+/// version. Worth a warning, not a refusal (a rollback must not fail on a newer option). Names
+/// Kubernetes injects for a Service called `carrier` are not ours and not worth a word.
 pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut unknown: Vec<&str> = names
         .into_iter()
-        .filter(|n| n.starts_with("CARRIER_") && !KNOWN.contains(n))
+        .filter(|n| n.starts_with("CARRIER_"))
+        .filter(|n| !VARIABLES.iter().any(|v| v.name == *n))
+        .filter(|n| !is_kubernetes_service_variable(n))
         .collect();
     unknown.sort_unstable();
     unknown
-}
-
-/// The raw variables, exactly as the environment has them.
-#[derive(Envconfig, Debug, Default)]
-struct RawConfig {
-    #[envconfig(from = "CARRIER_SQS_ENDPOINT")]
-    sqs_endpoint: Option<String>,
-    #[envconfig(from = "CARRIER_SQS_QUEUE_NAME")]
-    sqs_queue_name: Option<String>,
-    #[envconfig(from = "CARRIER_SQS_QUEUE_URL")]
-    sqs_queue_url: Option<String>,
-    #[envconfig(from = "CARRIER_SQS_BATCH_SIZE")]
-    sqs_batch_size: Option<String>,
-    #[envconfig(from = "CARRIER_SQS_RECEIVERS")]
-    sqs_receivers: Option<String>,
-    #[envconfig(from = "CARRIER_SQS_RECEIVER_WORKERS")]
-    sqs_receiver_workers: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_ENDPOINT")]
-    webhook_endpoint: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY")]
-    webhook_tls_insecure_skip_verify: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_DEFAULT_CONTENT_TYPE")]
-    webhook_default_content_type: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_REQUEST_TIMEOUT")]
-    webhook_request_timeout: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_SUCCESS_CODES")]
-    webhook_success_codes: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT")]
-    webhook_health_check_endpoint: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL")]
-    webhook_health_check_interval: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_HEALTH_CHECK_TIMEOUT")]
-    webhook_health_check_timeout: Option<String>,
-    #[envconfig(from = "CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT")]
-    webhook_offline_threshold_count: Option<String>,
-    #[envconfig(from = "CARRIER_ENABLE_COLORIZED_LOGGING")]
-    enable_colorized_logging: Option<String>,
-    #[envconfig(from = "CARRIER_ENABLE_STAT_LOG")]
-    enable_stat_log: Option<String>,
-    #[envconfig(from = "CARRIER_STAT_LOG_TIMER")]
-    stat_log_timer: Option<String>,
-    #[envconfig(from = "CARRIER_SHUTDOWN_TIMEOUT")]
-    shutdown_timeout: Option<String>,
-    #[envconfig(from = "CARRIER_LOG_LEVEL")]
-    log_level: Option<String>,
 }
 
 /// Log output chosen by configuration.
@@ -156,7 +225,7 @@ pub struct ConfigErrors(pub Vec<String>);
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigErrors> {
-        let raw = RawConfig::init_from_env()
+        let raw = Raw::init_from_env()
             .map_err(|e| ConfigErrors(vec![format!("reading the environment: {e}")]))?;
         Self::from_raw(raw)
     }
@@ -166,161 +235,77 @@ impl Config {
     pub fn from_map(
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ConfigErrors> {
-        let raw = RawConfig::init_from_hashmap(vars)
+        let raw = Raw::init_from_hashmap(vars)
             .map_err(|e| ConfigErrors(vec![format!("reading the environment: {e}")]))?;
         Self::from_raw(raw)
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigErrors> {
-        let mut p = Parser::default();
-        let queue_name = p.optional(SQS_QUEUE_NAME, raw.sqs_queue_name, Ok);
-        let queue_url = p.optional(SQS_QUEUE_URL, raw.sqs_queue_url, url);
-        let endpoint = p.optional(SQS_ENDPOINT, raw.sqs_endpoint, url);
-        if queue_name.is_none() && queue_url.is_none() && !p.failed(SQS_QUEUE_URL) {
+    fn from_raw(raw: Raw) -> Result<Config, ConfigErrors> {
+        let mut p = Problems::default();
+        let v = Values::parse(raw, &mut p);
+        if v.sqs_queue_name.is_none() && v.sqs_queue_url.is_none() && !p.failed(SQS_QUEUE_URL) {
             p.problems.push(format!(
                 "{SQS_QUEUE_NAME} is required (or set {SQS_QUEUE_URL} to the queue's full URL)"
             ));
         }
-        // Go parity: 0 leaves SQS's default of 1.
-        let batch_size = p.value(
-            SQS_BATCH_SIZE,
-            raw.sqs_batch_size,
-            DEFAULT_SQS_BATCH_SIZE,
-            |v| count(v, 0, 10).map(|n| n.max(1)),
-        );
-        let receivers = p.value(
-            SQS_RECEIVERS,
-            raw.sqs_receivers,
-            DEFAULT_SQS_RECEIVERS,
-            |v| count(v, 1, 1024),
-        );
-        // Go parity: 0 means one worker per message of a batch.
-        let workers = p.value(
-            SQS_RECEIVER_WORKERS,
-            raw.sqs_receiver_workers,
-            DEFAULT_SQS_RECEIVER_WORKERS,
-            |v| count(v, 0, 10_000),
-        );
-        let webhook_endpoint = p.value(
-            WEBHOOK_ENDPOINT,
-            raw.webhook_endpoint,
-            DEFAULT_WEBHOOK_ENDPOINT,
-            url,
-        );
-        let skip_verify = p.value(
-            WEBHOOK_TLS_INSECURE_SKIP_VERIFY,
-            raw.webhook_tls_insecure_skip_verify,
-            DEFAULT_WEBHOOK_TLS_INSECURE_SKIP_VERIFY,
-            boolean,
-        );
-        let content_type = p.value(
-            WEBHOOK_DEFAULT_CONTENT_TYPE,
-            raw.webhook_default_content_type,
-            DEFAULT_WEBHOOK_DEFAULT_CONTENT_TYPE,
-            header_value,
-        );
-        let request_timeout = p.value(
-            WEBHOOK_REQUEST_TIMEOUT,
-            raw.webhook_request_timeout,
-            DEFAULT_WEBHOOK_REQUEST_TIMEOUT,
-            positive_duration,
-        );
-        let success_codes = p.value(
-            WEBHOOK_SUCCESS_CODES,
-            raw.webhook_success_codes,
-            DEFAULT_WEBHOOK_SUCCESS_CODES,
-            |v| SuccessCodes::parse(&v),
-        );
-        let health_endpoint = p.optional(
-            WEBHOOK_HEALTH_CHECK_ENDPOINT,
-            raw.webhook_health_check_endpoint,
-            url,
-        );
-        let health_interval = p.value(
-            WEBHOOK_HEALTH_CHECK_INTERVAL,
-            raw.webhook_health_check_interval,
-            DEFAULT_WEBHOOK_HEALTH_CHECK_INTERVAL,
-            interval,
-        );
-        let health_timeout = p.value(
-            WEBHOOK_HEALTH_CHECK_TIMEOUT,
-            raw.webhook_health_check_timeout,
-            DEFAULT_WEBHOOK_HEALTH_CHECK_TIMEOUT,
-            positive_duration,
-        );
-        let offline_threshold = p.value(
-            WEBHOOK_OFFLINE_THRESHOLD_COUNT,
-            raw.webhook_offline_threshold_count,
-            DEFAULT_WEBHOOK_OFFLINE_THRESHOLD_COUNT,
-            // Go parity: 0 behaves as 1 (offline at the first failure).
-            |v| count(v, 0, 1_000_000).map(|n| n.max(1)),
-        );
-        let colorized = p.value(
-            ENABLE_COLORIZED_LOGGING,
-            raw.enable_colorized_logging,
-            DEFAULT_ENABLE_COLORIZED_LOGGING,
-            boolean,
-        );
-        let stat_log = p.value(
-            ENABLE_STAT_LOG,
-            raw.enable_stat_log,
-            DEFAULT_ENABLE_STAT_LOG,
-            boolean,
-        );
-        let stat_log_timer = p.value(
-            STAT_LOG_TIMER,
-            raw.stat_log_timer,
-            DEFAULT_STAT_LOG_TIMER,
-            interval,
-        );
-        let shutdown_timeout = p.value(
-            SHUTDOWN_TIMEOUT,
-            raw.shutdown_timeout,
-            DEFAULT_SHUTDOWN_TIMEOUT,
-            duration,
-        );
-        let level = p.value(LOG_LEVEL, raw.log_level, DEFAULT_LOG_LEVEL, log_level);
-
+        if let (Some(base), Some(max)) = (
+            v.webhook_error_visibility_timeout,
+            v.webhook_error_backoff_max,
+        ) {
+            if max < base {
+                p.problems.push(format!(
+                    "{WEBHOOK_ERROR_BACKOFF_MAX} ({max:?}) is below {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} ({base:?}), the backoff's base"
+                ));
+            }
+        }
         if !p.problems.is_empty() {
             return Err(ConfigErrors(p.problems));
         }
-        // No problems: every `value` above is `Some`.
-        let (Some(batch_size), Some(receivers), Some(workers), Some(webhook_endpoint)) =
-            (batch_size, receivers, workers, webhook_endpoint)
-        else {
-            unreachable!("validated above")
-        };
         let mut settings = Settings::new(QueueAddress {
-            endpoint,
-            name: queue_name,
-            url: queue_url,
+            endpoint: v.sqs_endpoint,
+            name: v.sqs_queue_name,
+            url: v.sqs_queue_url,
         });
-        settings.batch_size = batch_size;
-        settings.receivers = receivers;
-        settings.workers_per_receiver = if workers == 0 { batch_size } else { workers };
-        settings.webhook = WebhookSettings {
-            endpoint: webhook_endpoint,
-            tls_insecure_skip_verify: skip_verify.unwrap_or_default(),
-            default_content_type: content_type.unwrap_or_default(),
-            request_timeout: request_timeout.unwrap_or_default(),
-            success_codes: success_codes.unwrap_or_default(),
+        settings.batch_size = v.sqs_batch_size;
+        settings.receivers = v.sqs_receivers;
+        settings.workers_per_receiver = match v.sqs_receiver_workers {
+            0 => v.sqs_batch_size,
+            n => n,
         };
-        settings.health_check = health_endpoint.map(|endpoint| HealthCheckSettings {
-            endpoint,
-            interval: health_interval.unwrap_or_default(),
-            timeout: health_timeout.unwrap_or_default(),
-            offline_threshold: offline_threshold.unwrap_or(1) as u32,
-        });
-        settings.shutdown_timeout = shutdown_timeout.unwrap_or_default();
-        settings.stat_log_interval = stat_log
-            .unwrap_or_default()
-            .then_some(stat_log_timer)
-            .flatten();
+        settings.visibility_timeout = v.sqs_visibility_timeout;
+        settings.webhook = WebhookSettings {
+            endpoint: v.webhook_endpoint,
+            tls_insecure_skip_verify: v.webhook_tls_insecure_skip_verify,
+            default_content_type: v.webhook_default_content_type,
+            request_timeout: v.webhook_request_timeout,
+            success_codes: v.webhook_success_codes,
+            header_style: v.webhook_header_style,
+            signing: v.webhook_signing_secret,
+        };
+        settings.nack = NackPolicy {
+            error_visibility: v.webhook_error_visibility_timeout,
+            backoff_max: v.webhook_error_backoff_max,
+        };
+        settings.min_retry_delay = v.webhook_min_retry_delay;
+        settings.health_check =
+            v.webhook_health_check_endpoint
+                .map(|endpoint| HealthCheckSettings {
+                    endpoint,
+                    interval: v.webhook_health_check_interval,
+                    timeout: v.webhook_health_check_timeout,
+                    offline_threshold: v.webhook_offline_threshold_count,
+                    startup_timeout: v.webhook_startup_timeout,
+                    offline_action: v.webhook_offline_action,
+                });
+        settings.shutdown_timeout = v.shutdown_timeout;
+        settings.stat_log_interval = v.enable_stat_log.then_some(v.stat_log_timer);
+        settings.exit_when_idle = v.exit_when_idle;
+        settings.admin_addr = v.admin_addr;
         Ok(Config {
             settings,
             log: LogSettings {
-                colorized: colorized.unwrap_or_default(),
-                level: level.unwrap_or(slog::Level::Info),
+                colorized: v.enable_colorized_logging,
+                level: v.log_level,
             },
         })
     }
@@ -328,32 +313,36 @@ impl Config {
 
 /// Collects problems while parsing each variable.
 #[derive(Default)]
-struct Parser {
+struct Problems {
     problems: Vec<String>,
     failed: Vec<&'static str>,
 }
 
-impl Parser {
-    /// A variable with a default; `None` (and a recorded problem) when it does not parse.
+/// How a value is shown in an error: URLs without passwords or query strings, secrets not at all.
+fn shown(name: &str, value: &str) -> String {
+    if name == WEBHOOK_SIGNING_SECRET {
+        "<redacted>".into()
+    } else {
+        format!("{:?}", redact(value))
+    }
+}
+
+impl Problems {
+    /// A variable with a default. A bad value records a problem and yields the default.
     fn value<T>(
         &mut self,
         name: &'static str,
         raw: Option<String>,
         default: &str,
-        parse: impl FnOnce(String) -> Result<T, String>,
-    ) -> Option<T> {
-        let raw = raw.filter(|v| !v.trim().is_empty());
-        let from_env = raw.is_some();
-        let value = raw.unwrap_or_else(|| default.to_string());
-        match parse(value.trim().to_string()) {
-            Ok(v) => Some(v),
-            Err(why) => {
-                debug_assert!(from_env, "default of {name} must be valid");
-                self.problems.push(format!("{name}={value:?}: {why}"));
-                self.failed.push(name);
-                None
+        parse: impl Fn(String) -> Result<T, String>,
+    ) -> T {
+        if let Some(value) = raw.filter(|v| !v.trim().is_empty()) {
+            match parse(value.trim().to_string()) {
+                Ok(v) => return v,
+                Err(why) => self.record(name, &value, why),
             }
         }
+        parse(default.to_string()).unwrap_or_else(|why| panic!("default of {name} invalid: {why}"))
     }
 
     /// A variable without a default: unset (or empty) is `None`.
@@ -361,17 +350,22 @@ impl Parser {
         &mut self,
         name: &'static str,
         raw: Option<String>,
-        parse: impl FnOnce(String) -> Result<T, String>,
+        parse: impl Fn(String) -> Result<T, String>,
     ) -> Option<T> {
         let raw = raw.filter(|v| !v.trim().is_empty())?;
         match parse(raw.trim().to_string()) {
             Ok(v) => Some(v),
             Err(why) => {
-                self.problems.push(format!("{name}={raw:?}: {why}"));
-                self.failed.push(name);
+                self.record(name, &raw, why);
                 None
             }
         }
+    }
+
+    fn record(&mut self, name: &'static str, value: &str, why: String) {
+        self.problems
+            .push(format!("{name}={}: {why}", shown(name, value)));
+        self.failed.push(name);
     }
 
     fn failed(&self, name: &str) -> bool {
@@ -387,8 +381,13 @@ fn count(v: String, min: usize, max: usize) -> Result<usize, String> {
 }
 
 fn url(v: String) -> Result<String, String> {
-    parse_http_url(&v)
+    carrier_actors::parse_http_url(&v)
         .map(|_| v)
+        .map_err(|why| format!("{why}; expected a URL such as http://localhost:9000/path"))
+}
+
+fn endpoint(v: String) -> Result<Endpoint, String> {
+    Endpoint::parse(&v)
         .map_err(|why| format!("{why}; expected a URL such as http://localhost:9000/path"))
 }
 
@@ -409,6 +408,27 @@ fn header_value(v: String) -> Result<String, String> {
     }
 }
 
+fn header_style(v: String) -> Result<HeaderStyle, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "carrier" => Ok(HeaderStyle::Carrier),
+        "sqsd" => Ok(HeaderStyle::Sqsd),
+        _ => Err("must be carrier or sqsd".into()),
+    }
+}
+
+fn offline_action(v: String) -> Result<OfflineAction, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "exit" => Ok(OfflineAction::Exit),
+        "pause" => Ok(OfflineAction::Pause),
+        _ => Err("must be exit or pause".into()),
+    }
+}
+
+fn socket_addr(v: String) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| "must be an address and port, such as 0.0.0.0:9464 or 127.0.0.1:9464".into())
+}
+
 fn log_level(v: String) -> Result<slog::Level, String> {
     match v.to_ascii_lowercase().as_str() {
         "trace" => Ok(slog::Level::Trace),
@@ -421,6 +441,8 @@ fn log_level(v: String) -> Result<slog::Level, String> {
 }
 
 const DURATION_HELP: &str = "expected a duration such as 300ms, 30s, 2m, 1h30m or 1.5h";
+/// SQS's longest visibility timeout.
+const TWELVE_HOURS: Duration = Duration::from_secs(43_200);
 
 fn positive_duration(v: String) -> Result<Duration, String> {
     match duration(v)? {
@@ -436,6 +458,26 @@ fn interval(v: String) -> Result<Duration, String> {
         d if d < Duration::from_millis(100) => {
             Err(format!("must be at least 100ms; {DURATION_HELP}"))
         }
+        d => Ok(d),
+    }
+}
+
+/// A visibility-like value SQS accepts: 0 to 12 hours, whole seconds (fractions round up).
+fn sqs_duration(v: String) -> Result<Duration, String> {
+    let d = duration(v)?;
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if d > TWELVE_HOURS {
+        return Err(format!(
+            "must be at most 12h (SQS's limit); {DURATION_HELP}"
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A visibility timeout: 1 second to 12 hours.
+fn visibility_timeout(v: String) -> Result<Duration, String> {
+    match sqs_duration(v)? {
+        d if d.is_zero() => Err(format!("must be from 1s to 12h; {DURATION_HELP}")),
         d => Ok(d),
     }
 }
@@ -513,6 +555,13 @@ mod tests {
     }
 
     #[test]
+    fn every_default_parses() {
+        // Values::parse panics on an invalid default; an empty environment exercises them all.
+        let err = Config::from_map(&vars(&[])).unwrap_err();
+        assert_eq!(err.0.len(), 1, "only the missing queue: {err}");
+    }
+
+    #[test]
     fn go_defaults_apply() {
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "jobs")])).unwrap();
         let s = &c.settings;
@@ -520,13 +569,25 @@ mod tests {
             (s.batch_size, s.receivers, s.workers_per_receiver),
             (1, 1, 1)
         );
-        assert_eq!(s.webhook.endpoint, "http://localhost:9000");
+        assert_eq!(s.webhook.endpoint.url, "http://localhost:9000/");
         assert_eq!(s.webhook.default_content_type, "application/json");
         assert_eq!(s.webhook.request_timeout, Duration::from_secs(60));
         assert!(!s.webhook.tls_insecure_skip_verify);
         assert!(s.webhook.success_codes.contains(204));
+        assert_eq!(s.webhook.header_style, HeaderStyle::Carrier);
+        assert!(s.webhook.signing.is_none());
         assert!(s.health_check.is_none() && s.stat_log_interval.is_none());
-        assert_eq!(s.shutdown_timeout, Duration::from_secs(25));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(
+            s.nack,
+            NackPolicy::default(),
+            "Go: a Nack makes no SQS call"
+        );
+        assert_eq!(s.min_retry_delay, Duration::from_secs(1));
+        assert_eq!(
+            (s.visibility_timeout, s.exit_when_idle, s.admin_addr),
+            (None, None, None)
+        );
         assert_eq!(
             c.log,
             LogSettings {
@@ -546,6 +607,8 @@ mod tests {
             ),
             (WEBHOOK_HEALTH_CHECK_INTERVAL, "5s"),
             (WEBHOOK_OFFLINE_THRESHOLD_COUNT, "3"),
+            (WEBHOOK_OFFLINE_ACTION, "pause"),
+            (WEBHOOK_STARTUP_TIMEOUT, "2m"),
             (ENABLE_STAT_LOG, "TRUE"),
             (STAT_LOG_TIMER, "1m"),
             (ENABLE_COLORIZED_LOGGING, "1"),
@@ -556,21 +619,75 @@ mod tests {
             (h.interval, h.timeout, h.offline_threshold),
             (Duration::from_secs(5), Duration::from_secs(10), 3)
         );
+        assert_eq!(h.offline_action, OfflineAction::Pause);
+        assert_eq!(h.startup_timeout, Some(Duration::from_secs(120)));
         assert_eq!(c.settings.stat_log_interval, Some(Duration::from_secs(60)));
         assert!(c.log.colorized);
     }
 
     #[test]
-    fn unknown_carrier_variables_are_found() {
+    fn delivery_semantics_take_their_settings() {
+        let c = Config::from_map(&vars(&[
+            (SQS_QUEUE_NAME, "q"),
+            (SQS_VISIBILITY_TIMEOUT, "1.5s"),
+            (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "0"),
+            (WEBHOOK_ERROR_BACKOFF_MAX, "10m"),
+            (WEBHOOK_MIN_RETRY_DELAY, "5s"),
+            (WEBHOOK_HEADER_STYLE, "SQSD"),
+            (
+                WEBHOOK_SIGNING_SECRET,
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            (EXIT_WHEN_IDLE, "30s"),
+            (ADMIN_ADDR, "0.0.0.0:9464"),
+        ]))
+        .unwrap();
+        let s = c.settings;
+        assert_eq!(
+            s.visibility_timeout,
+            Some(Duration::from_secs(2)),
+            "rounded up"
+        );
+        assert_eq!(
+            s.nack,
+            NackPolicy {
+                error_visibility: Some(Duration::ZERO),
+                backoff_max: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(s.min_retry_delay, Duration::from_secs(5));
+        assert_eq!(s.webhook.header_style, HeaderStyle::Sqsd);
+        assert!(s.webhook.signing.is_some());
+        assert_eq!(s.exit_when_idle, Some(Duration::from_secs(30)));
+        assert_eq!(s.admin_addr, Some("0.0.0.0:9464".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_carrier_variables_are_found_but_not_kubernetes_service_ones() {
         let names = [
             "CARRIER_SQS_BATCHSIZE",
             "CARRIER_SQS_BATCH_SIZE",
             "HOME",
             "CARRIER_X",
+            "CARRIER_SERVICE_HOST",
+            "CARRIER_SERVICE_PORT",
+            "CARRIER_SERVICE_PORT_ADMIN",
+            "CARRIER_PORT",
+            "CARRIER_PORT_9464_TCP",
+            "CARRIER_PORT_9464_TCP_PROTO",
+            "CARRIER_PORT_9464_TCP_PORT",
+            "CARRIER_PORT_9464_TCP_ADDR",
+            "CARRIER_ADMIN_SERVICE_HOST",
+            "CARRIER_ADMIN_PORT_80_UDP_ADDR",
+            "CARRIER_PORT_9464_TCP_OTHER",
         ];
         assert_eq!(
             unknown_variables(names),
-            ["CARRIER_SQS_BATCHSIZE", "CARRIER_X"]
+            [
+                "CARRIER_PORT_9464_TCP_OTHER",
+                "CARRIER_SQS_BATCHSIZE",
+                "CARRIER_X"
+            ]
         );
     }
 
@@ -606,6 +723,10 @@ mod tests {
             (WEBHOOK_TLS_INSECURE_SKIP_VERIFY, "yes"),
             (LOG_LEVEL, "loud"),
             (STAT_LOG_TIMER, "1ns"),
+            (SQS_VISIBILITY_TIMEOUT, "13h"),
+            (WEBHOOK_HEADER_STYLE, "eb"),
+            (WEBHOOK_OFFLINE_ACTION, "ignore"),
+            (ADMIN_ADDR, "9464"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -618,9 +739,59 @@ mod tests {
             "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY=\"yes\"",
             "CARRIER_LOG_LEVEL=\"loud\"",
             "CARRIER_STAT_LOG_TIMER=\"1ns\": must be at least 100ms",
+            "CARRIER_SQS_VISIBILITY_TIMEOUT=\"13h\": must be at most 12h",
+            "CARRIER_WEBHOOK_HEADER_STYLE=\"eb\": must be carrier or sqsd",
+            "CARRIER_WEBHOOK_OFFLINE_ACTION=\"ignore\": must be exit or pause",
+            "CARRIER_ADMIN_ADDR=\"9464\": must be an address and port",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.0.len(), 8);
+        assert_eq!(err.0.len(), 12);
+    }
+
+    #[test]
+    fn errors_never_show_passwords_query_strings_or_secrets() {
+        let err = Config::from_map(&vars(&[
+            (SQS_QUEUE_NAME, "q"),
+            (WEBHOOK_ENDPOINT, "ftp://user:hunter2@host/x?token=s3cret"),
+            (WEBHOOK_SIGNING_SECRET, "whsec_tooshort"),
+            (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "10m"),
+            (WEBHOOK_ERROR_BACKOFF_MAX, "1m"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("CARRIER_WEBHOOK_ENDPOINT=\"ftp://user:***@host/x?***\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("CARRIER_WEBHOOK_SIGNING_SECRET=<redacted>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("is below CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT"),
+            "{text}"
+        );
+        for secret in ["hunter2", "s3cret", "tooshort"] {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_variable_with_its_default() {
+        let readme = include_str!("../README.md");
+        for v in VARIABLES {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", v.name)))
+                .unwrap_or_else(|| panic!("README has no table row for {}", v.name));
+            if let Some(default) = v.default {
+                assert!(
+                    row.contains(&format!("`{default}`")),
+                    "README row of {} lacks its default `{default}`: {row}",
+                    v.name
+                );
+            }
+        }
     }
 }

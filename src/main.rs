@@ -6,11 +6,13 @@ mod logging;
 
 use std::process::ExitCode;
 
-use carrier_actors::{Carrier, ShutdownHandle};
+use std::sync::Arc;
+
+use carrier_actors::{Carrier, ShutdownHandle, StartError, Stats};
 use slog::{info, o, warn, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Exit status for an invalid configuration.
+/// Exit status for an invalid configuration (or one carrier cannot start with).
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
@@ -21,7 +23,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let log = logging::build(config.log);
+    let stats = Arc::new(Stats::new());
+    let dropped = stats.log_lines_dropped.clone();
+    let (log, log_guard) = logging::build(config.log, move || {
+        dropped.inc();
+    });
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect();
@@ -30,15 +36,23 @@ fn main() -> ExitCode {
         warn!(log, "unknown configuration variable ignored"; "source" => "main", "variable" => name);
     }
     let system = actix_rt::System::new();
-    let reason = system.block_on(async move {
-        let mut carrier = Carrier::start(config.settings, log.clone());
+    let result = system.block_on(async move {
+        let mut carrier = Carrier::start_with_stats(config.settings, log.clone(), stats)?;
         actix_rt::spawn(forward_signals(
             carrier.shutdown_handle(),
             log.new(o!("source" => "main")),
         ));
-        carrier.wait().await
+        Ok::<_, StartError>(carrier.wait().await)
     });
-    ExitCode::from(reason.exit_code())
+    // Flush the log queue: the last lines ("carrier stopped") must reach stdout.
+    drop(log_guard);
+    match result {
+        Ok(reason) => ExitCode::from(reason.exit_code()),
+        Err(e) => {
+            eprintln!("carrier: cannot start: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
 }
 
 /// SIGTERM or SIGINT starts a graceful drain; a second one exits at once (128 + signal number).

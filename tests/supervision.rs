@@ -16,7 +16,7 @@ fn settings(queue: &TestQueue, sink: &Sink) -> Settings {
         name: Some(queue.name.clone()),
         url: None,
     });
-    settings.webhook.endpoint = sink.url.clone();
+    settings.webhook.endpoint = carrier_actors::Endpoint::parse(&sink.url).unwrap();
     settings.batch_size = 5;
     settings.receivers = 2;
     settings.workers_per_receiver = 5;
@@ -29,7 +29,7 @@ async fn crashed_receivers_and_transmitters_restart_under_load_and_lose_nothing(
     let queue = TestQueue::create("crash", 5).await;
     let bodies = queue.send_many("crash", 120).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(20)));
-    let mut carrier = Carrier::start(settings(&queue, &sink), quiet_logger());
+    let mut carrier = Carrier::start(settings(&queue, &sink), quiet_logger()).unwrap();
 
     sink.wait("20 deliveries", T, |s| {
         (s.answered().len() >= 20).then_some(())
@@ -59,7 +59,7 @@ async fn shutdown_from_the_embedding_program_drains_in_flight_work() {
     let queue = TestQueue::create("embedded", 30).await;
     let bodies = queue.send_many("embedded", 10).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(300)));
-    let mut carrier = Carrier::start(settings(&queue, &sink), quiet_logger());
+    let mut carrier = Carrier::start(settings(&queue, &sink), quiet_logger()).unwrap();
 
     sink.wait_requests(1, T).await;
     carrier.shutdown();

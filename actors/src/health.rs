@@ -1,43 +1,66 @@
 //! `HealthCheckActor`: GETs the webhook's health endpoint and tells the supervisor when the webhook
-//! comes online and when it goes offline. Only `200` is healthy (Go parity).
+//! comes online, when it goes offline, and when it never came up in time. Only `200` is healthy
+//! (Go parity).
 //!
-//! The first check runs at once, then every interval; checks never overlap. After
-//! `offline_threshold` consecutive failures (counted from start, so a webhook that never comes up
-//! also ends in "offline") it reports Offline once. It gates; it never touches messages.
+//! The first check runs at once, then every interval; checks never overlap. Before the webhook has
+//! first been healthy, failures do not count (a slow-booting worker must not crash-loop the pod):
+//! carrier keeps checking, logging at a bounded rate, until it answers 200 or the optional startup
+//! timeout passes. Once it has been online, `offline_threshold` consecutive failures report it
+//! offline; with the `pause` action checking goes on and a later success reports it online again.
+//! It gates; it never touches messages.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 
-use crate::http;
+use crate::http::{self, Endpoint};
 use crate::messages::HealthReport;
 
-/// `CARRIER_WEBHOOK_HEALTH_CHECK_*`.
+/// While waiting for the webhook's first healthy answer, at most one log line this often.
+const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What carrier does when the webhook goes offline (`CARRIER_WEBHOOK_OFFLINE_ACTION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OfflineAction {
+    /// Drain and exit 1 so the orchestrator restarts the pod (Go behaviour).
+    #[default]
+    Exit,
+    /// Stop receiving until the webhook is healthy again; in-flight deliveries carry on.
+    Pause,
+}
+
+/// `CARRIER_WEBHOOK_HEALTH_CHECK_*`, `_OFFLINE_ACTION`, `_STARTUP_TIMEOUT`.
 #[derive(Debug, Clone)]
 pub struct HealthCheckSettings {
     /// URL to GET.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Time between checks.
     pub interval: Duration,
     /// Limit for one check.
     pub timeout: Duration,
-    /// Consecutive failures before the webhook counts as offline.
+    /// Consecutive failures, once online, before the webhook counts as offline.
     pub offline_threshold: u32,
+    /// How long to wait for the first healthy answer; `None`: for ever.
+    pub startup_timeout: Option<Duration>,
+    pub offline_action: OfflineAction,
 }
 
 pub struct HealthCheckActor {
     settings: HealthCheckSettings,
-    /// The webhook URL, named in the online/offline log lines as Go does.
+    /// The webhook URL (redacted), named in the online/offline log lines as Go does.
     webhook_endpoint: String,
     tls: Arc<rustls::ClientConfig>,
     client: Option<awc::Client>,
     report_to: Recipient<HealthReport>,
+    /// It has answered 200 at least once.
+    ever_online: bool,
     online: bool,
-    offline_reported: bool,
     failures: u32,
     checking: bool,
+    started: Instant,
+    last_waiting_log: Option<Instant>,
     log: Logger,
 }
 
@@ -55,10 +78,12 @@ impl HealthCheckActor {
             tls,
             client: None,
             report_to,
+            ever_online: false,
             online: false,
-            offline_reported: false,
             failures: 0,
             checking: false,
+            started: Instant::now(),
+            last_waiting_log: None,
             log,
         }
     }
@@ -71,7 +96,11 @@ impl HealthCheckActor {
         let client = self
             .client
             .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1, true));
-        let request = client.get(&self.settings.endpoint).send();
+        let mut request = client.get(&self.settings.endpoint.url);
+        if let Some(auth) = &self.settings.endpoint.authorization {
+            request = request.insert_header((awc::http::header::AUTHORIZATION, auth.as_str()));
+        }
+        let request = request.send();
         let timeout = self.settings.timeout;
         let check = async move {
             match request.await {
@@ -95,24 +124,38 @@ impl HealthCheckActor {
     }
 
     fn record(&mut self, result: Result<(), String>) {
+        let endpoint = &self.settings.endpoint.redacted;
         match result {
             Ok(()) => {
                 self.failures = 0;
                 if !self.online {
                     self.online = true;
-                    self.offline_reported = false;
+                    self.ever_online = true;
                     info!(self.log, "webhook online"; "endpoint" => &self.webhook_endpoint);
                     self.report_to.do_send(HealthReport::Online);
                 }
             }
+            Err(error) if !self.ever_online => {
+                // Not counted: the worker may still be booting.
+                self.failures += 1;
+                let due = self
+                    .last_waiting_log
+                    .is_none_or(|at| at.elapsed() >= WAITING_LOG_EVERY);
+                if due {
+                    self.last_waiting_log = Some(Instant::now());
+                    info!(self.log, "waiting for the webhook to come online"; "endpoint" => endpoint,
+                        "error" => error, "failed_checks" => self.failures,
+                        "waited_s" => self.started.elapsed().as_secs());
+                }
+            }
             Err(error) => {
                 self.failures += 1;
-                warn!(self.log, "health check failed"; "endpoint" => &self.settings.endpoint,
+                warn!(self.log, "health check failed"; "endpoint" => endpoint,
                     "error" => error, "consecutive_failures" => self.failures);
-                if self.failures >= self.settings.offline_threshold && !self.offline_reported {
+                if self.online && self.failures >= self.settings.offline_threshold {
                     self.online = false;
-                    self.offline_reported = true;
-                    warn!(self.log, "webhook offline"; "endpoint" => &self.webhook_endpoint);
+                    warn!(self.log, "webhook offline"; "endpoint" => &self.webhook_endpoint,
+                        "action" => ?self.settings.offline_action);
                     self.report_to.do_send(HealthReport::Offline);
                 }
             }
@@ -126,6 +169,18 @@ impl Actor for HealthCheckActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.check(ctx);
         ctx.run_interval(self.settings.interval, |act, ctx| act.check(ctx));
+        if let Some(limit) = self.settings.startup_timeout {
+            let left = limit.saturating_sub(self.started.elapsed());
+            ctx.run_later(left, |act, _| {
+                if !act.ever_online {
+                    warn!(act.log, "webhook did not come online within the startup timeout";
+                        "endpoint" => &act.settings.endpoint.redacted,
+                        "startup_timeout_ms" => act.settings.startup_timeout.unwrap_or_default().as_millis() as u64,
+                        "failed_checks" => act.failures);
+                    act.report_to.do_send(HealthReport::StartupTimedOut);
+                }
+            });
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! HTTP client construction shared by the transmitter and the health checker: one rustls stack
-//! (ring crypto, TLS 1.2 minimum), awc's defaults replaced by ours, and webhook-answer parsing.
+//! (ring crypto, TLS 1.2 minimum), awc's defaults replaced by ours, endpoint URLs (credentials in
+//! them become HTTP Basic auth; logs only ever see them redacted), and webhook-answer parsing.
 //!
 //! It owns how we talk HTTP, not what a delivery means (that is the transmitter's).
 
@@ -22,10 +23,10 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
 /// The User-Agent carrier sends (awc's own default header is switched off).
 pub const USER_AGENT: &str = concat!("carrier/", env!("CARGO_PKG_VERSION"));
 
-/// Parses and checks an `http://` or `https://` URL with a host.
+/// Parses and checks an `http://` or `https://` URL with a host (scheme in any case).
 pub fn parse_http_url(value: &str) -> Result<awc::http::Uri, String> {
     let uri: awc::http::Uri = value.parse().map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
         Some("http" | "https") => {}
         _ => return Err("must start with http:// or https://".into()),
     }
@@ -35,11 +36,82 @@ pub fn parse_http_url(value: &str) -> Result<awc::http::Uri, String> {
     Ok(uri)
 }
 
+/// `url` with any password and query string replaced by `***`: what logs, stats and config errors
+/// may show of a URL (tokens live there). Text that is not a URL is shown as `***` whole if it
+/// has an `@` or `?`, else unchanged.
+pub fn redact(value: &str) -> String {
+    let Ok(mut url) = url::Url::parse(value) else {
+        return if value.contains(['@', '?']) {
+            "***".into()
+        } else {
+            value.to_string()
+        };
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query().is_some() {
+        url.set_query(Some("***"));
+    }
+    url.set_fragment(None);
+    url.to_string()
+}
+
+/// An endpoint carrier calls (the webhook, the health check), ready to use: the URL without its
+/// credentials, the `Authorization` they stand for (HTTP Basic, as Go's client sends for
+/// `user:pass@` URLs), and a redacted form for logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL requests go to, without user or password.
+    pub url: String,
+    /// `Basic <base64(user:password)>` when the URL had credentials.
+    pub authorization: Option<String>,
+    /// What logs show: no password, no query string.
+    pub redacted: String,
+    /// `https` (which needs CA certificates unless verification is off).
+    pub https: bool,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl Endpoint {
+    pub fn parse(value: &str) -> Result<Endpoint, String> {
+        parse_http_url(value)?;
+        let mut url = url::Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            use base64::Engine as _;
+            let user = decode(url.username());
+            let password = decode(url.password().unwrap_or(""));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Basic {token}")
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Ok(Endpoint {
+            https: url.scheme() == "https",
+            url: url.to_string(),
+            authorization,
+            redacted: redact(value),
+        })
+    }
+}
+
 /// The rustls configuration for every outgoing webhook and health-check connection.
 ///
 /// The system's CA bundle is loaded only when an `https://` URL needs it (it costs memory), and
-/// `skip_verify` (`CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY`) accepts any certificate.
-pub fn tls_config(load_roots: bool, skip_verify: bool) -> Arc<ClientConfig> {
+/// `skip_verify` (`CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY`) accepts any certificate. An https
+/// endpoint with no CA certificate to be found is an error: every delivery would fail.
+pub fn tls_config(load_roots: bool, skip_verify: bool) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -53,11 +125,20 @@ pub fn tls_config(load_roots: bool, skip_verify: bool) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         if load_roots {
             roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if roots.is_empty() {
+                return Err(
+                    "an https endpoint is configured, but no CA certificates were found \
+                    (looked at SSL_CERT_FILE, SSL_CERT_DIR and the system's CA bundle, e.g. \
+                    /etc/ssl/certs/ca-certificates.crt); add them to the image, or point \
+                    SSL_CERT_FILE at a bundle"
+                        .into(),
+                );
+            }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    Ok(Arc::new(config))
 }
 
 /// Where a redirect's `Location` leads from `current`: absolute URLs and root-relative paths,
@@ -208,9 +289,35 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_a_url_become_basic_auth_and_leave_the_url() {
+        let e = Endpoint::parse("http://us%40er:p%3Ass@127.0.0.1:9000/hook?token=abc").unwrap();
+        assert_eq!(e.url, "http://127.0.0.1:9000/hook?token=abc");
+        // base64("us@er:p:ss")
+        assert_eq!(e.authorization.as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
+        assert_eq!(e.redacted, "http://us%40er:***@127.0.0.1:9000/hook?***");
+        assert!(!e.https);
+        let plain = Endpoint::parse("HTTPS://example.com/x").unwrap();
+        assert_eq!(plain.authorization, None);
+        assert!(plain.https, "the scheme is case-insensitive");
+        assert_eq!(format!("{plain:?}"), "https://example.com/x");
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_query_strings_only() {
+        assert_eq!(redact("http://host:1/path"), "http://host:1/path");
+        assert_eq!(
+            redact("http://u:secret@host/p?k=v#f"),
+            "http://u:***@host/p?***"
+        );
+        assert_eq!(redact("not a url?secret"), "***");
+        assert_eq!(redact("plain words"), "plain words");
+    }
+
+    #[test]
     fn urls_need_http_scheme_and_host() {
         assert!(parse_http_url("http://localhost:9000/hook").is_ok());
         assert!(parse_http_url("https://example.com").is_ok());
+        assert!(parse_http_url("HTTP://example.com").is_ok());
         assert!(parse_http_url("localhost:9000").is_err());
         assert!(parse_http_url("ftp://x").is_err());
         assert!(parse_http_url("not a url").is_err());

@@ -5,25 +5,33 @@
 //! # Layout
 //!
 //! - **`Supervisor`** (`supervisor.rs`) builds the SQS client, resolves the queue (retrying, never
-//!   panicking), then starts the children under actix supervision: a crashed child is restarted
-//!   with its mailbox and state intact. It gates receiving on the first healthy check, and on
-//!   shutdown (or an offline webhook) drains every receiver before reporting how the system ended.
+//!   panicking), reads its visibility timeout and dead-letter queue, then starts the children
+//!   under actix supervision: a crashed child is restarted with its mailbox and state intact. It
+//!   gates receiving on the first healthy check, pauses or drains when the webhook goes offline,
+//!   ends an idle run when asked, and on shutdown drains every receiver before reporting how the
+//!   system ended.
 //! - **`SqsReceiverActor`** (`receiver.rs`, one per `CARRIER_SQS_RECEIVERS`) long-polls for as many
 //!   messages as it has free delivery slots, sends each to its transmitter as a `Deliver`, and owns
-//!   the message until its final SQS action: Ack → batched delete, Retry → visibility change,
-//!   Nack → left to the visibility timeout.
+//!   it as a **lease** until SQS confirms its last action: Ack → batched delete, Retry → visibility
+//!   change, Nack → the Nack policy, DeadLetter → copy to the DLQ and delete. While a lease is
+//!   held, its visibility is extended (the heartbeat); on FIFO queues, one message per group at a
+//!   time. The ledger of leases (`lease.rs`) is plain data and logic, tested without a runtime.
 //! - **`WebhookTransmitterActor`** (`transmitter.rs`, one per receiver) POSTs one message per
-//!   `Deliver` and answers with an `Outcome`. It knows HTTP, not SQS.
+//!   `Deliver` (headers from its metadata, optionally signed: `signing.rs`) and answers with an
+//!   `Outcome`. It knows HTTP, not SQS.
 //! - **`HealthCheckActor`** (`health.rs`) GETs the health endpoint and reports online / offline.
-//! - `messages.rs` holds every message type; `sqs.rs` wraps aws-sdk-sqs (batching, partial
-//!   failures, retries); `http.rs` builds the HTTP clients; `stats.rs` counts.
+//! - `messages.rs` holds every message type; `sqs.rs` wraps aws-sdk-sqs (batching, per-entry
+//!   results, retries, dead-letter copies); `http.rs` builds the HTTP clients and reads endpoint
+//!   URLs; `events.rs` records every observable event once, into the log and `stats.rs` (the
+//!   metrics); `admin.rs` serves `/healthz`, `/readyz` and `/metrics`.
 //!
 //! # Flow of one message
 //!
 //! ```text
 //! SQS ──ReceiveMessage──▶ SqsReceiverActor ──Deliver──▶ WebhookTransmitterActor ──POST──▶ webhook
-//!                               ▲                                │
-//!                               └──── Ack | Retry{until} | Nack ◀┘
+//!        ▲    (lease: heartbeat,   ▲                                │
+//!        │     FIFO group order)   └── Ack | Retry{until} | Nack | DeadLetter
+//!        └── DeleteMessageBatch / ChangeMessageVisibilityBatch / SendMessage (DLQ)
 //! ```
 //!
 //! # Use
@@ -31,10 +39,14 @@
 //! Inside an actix system: [`Carrier::start`], then [`Carrier::wait`]; [`Carrier::shutdown`] (or a
 //! [`ShutdownHandle`] handed to a signal task) drains gracefully.
 
+mod admin;
+mod events;
 mod health;
-mod http;
+pub mod http;
+mod lease;
 mod messages;
 mod receiver;
+mod signing;
 pub mod sqs;
 mod stats;
 mod supervisor;
@@ -47,15 +59,17 @@ use actix::{Actor, Addr};
 use slog::Logger;
 use tokio::sync::oneshot;
 
-pub use health::HealthCheckSettings;
-pub use http::parse_http_url;
+pub use health::{HealthCheckSettings, OfflineAction};
+pub use http::{parse_http_url, Endpoint};
+pub use lease::NackPolicy;
 pub use messages::Fault;
+pub use signing::SigningKeys;
 pub use sqs::QueueAddress;
-pub use stats::StatsSnapshot;
-pub use transmitter::{SuccessCodes, WebhookSettings};
+pub use stats::{Stats, StatsSnapshot};
+pub use supervisor::Readiness;
+pub use transmitter::{HeaderStyle, SuccessCodes, WebhookSettings};
 
 use messages::{Inject, Shutdown};
-use stats::Stats;
 use supervisor::Supervisor;
 
 /// Everything the engine needs, already validated.
@@ -68,13 +82,24 @@ pub struct Settings {
     pub receivers: usize,
     /// Concurrent deliveries per receiver.
     pub workers_per_receiver: usize,
+    /// `CARRIER_SQS_VISIBILITY_TIMEOUT`: asked for on every receive and kept up by the heartbeat.
+    /// `None`: the queue's own.
+    pub visibility_timeout: Option<Duration>,
     pub webhook: WebhookSettings,
+    /// What a failed delivery does to the message's visibility.
+    pub nack: NackPolicy,
+    /// A Retry-After below this is raised to it.
+    pub min_retry_delay: Duration,
     /// `None`: no health check, receive at once.
     pub health_check: Option<HealthCheckSettings>,
     /// How long in-flight deliveries may run after a shutdown begins.
     pub shutdown_timeout: Duration,
     /// `Some(interval)`: log a statistics line that often.
     pub stat_log_interval: Option<Duration>,
+    /// `Some(d)`: once nothing was received for `d` and nothing is in flight, drain and end.
+    pub exit_when_idle: Option<Duration>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` here.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -85,10 +110,15 @@ impl Settings {
             batch_size: 1,
             receivers: 1,
             workers_per_receiver: 1,
+            visibility_timeout: None,
             webhook: WebhookSettings::default(),
+            nack: NackPolicy::default(),
+            min_retry_delay: Duration::from_secs(1),
             health_check: None,
-            shutdown_timeout: Duration::from_secs(25),
+            shutdown_timeout: Duration::from_secs(20),
             stat_log_interval: None,
+            exit_when_idle: None,
+            admin_addr: None,
         }
     }
 }
@@ -98,20 +128,36 @@ impl Settings {
 pub enum ExitReason {
     /// Asked to stop, drained cleanly.
     Shutdown,
+    /// `exit_when_idle`: the queue stayed empty, drained cleanly.
+    Idle,
     /// The webhook failed its health checks; drained, and the orchestrator should restart us.
     WebhookOffline,
+    /// The webhook never answered its health check within the startup timeout.
+    WebhookNeverOnline,
     /// The engine stopped without saying how (a bug): never reported as success.
     Aborted,
 }
 
 impl ExitReason {
-    /// The process exit status this deserves: 0 for a requested shutdown, else 1.
+    /// The process exit status this deserves: 0 for a requested or idle end, else 1.
     pub fn exit_code(self) -> u8 {
         match self {
-            ExitReason::Shutdown => 0,
-            ExitReason::WebhookOffline | ExitReason::Aborted => 1,
+            ExitReason::Shutdown | ExitReason::Idle => 0,
+            ExitReason::WebhookOffline | ExitReason::WebhookNeverOnline | ExitReason::Aborted => 1,
         }
     }
+}
+
+/// Why a system cannot start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot serve the admin endpoints on {addr}: {error}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// A running carrier system.
@@ -121,6 +167,7 @@ pub struct Carrier {
     /// How it ended, once known (so `wait` can be called again).
     ended: Option<ExitReason>,
     stats: Arc<Stats>,
+    readiness: Arc<Readiness>,
 }
 
 /// A cloneable handle that can ask a running system to shut down.
@@ -137,16 +184,57 @@ impl ShutdownHandle {
 impl Carrier {
     /// Starts the system on the current actix arbiter. `log` is the root logger; each actor adds
     /// its own `source`.
-    pub fn start(settings: Settings, log: Logger) -> Carrier {
-        let stats = Arc::new(Stats::default());
+    pub fn start(settings: Settings, log: Logger) -> Result<Carrier, StartError> {
+        Carrier::start_with_stats(settings, log, Arc::new(Stats::new()))
+    }
+
+    /// The same, counting into `stats` (which the caller may already have handed to its logger).
+    pub fn start_with_stats(
+        settings: Settings,
+        log: Logger,
+        stats: Arc<Stats>,
+    ) -> Result<Carrier, StartError> {
+        let https = settings.webhook.endpoint.https
+            || settings
+                .health_check
+                .as_ref()
+                .is_some_and(|h| h.endpoint.https);
+        let tls = http::tls_config(https, settings.webhook.tls_insecure_skip_verify)
+            .map_err(StartError::Tls)?;
+        let readiness = Arc::new(Readiness::default());
         let (exit_tx, exit) = oneshot::channel();
-        let supervisor = Supervisor::new(Arc::new(settings), stats.clone(), log, exit_tx).start();
-        Carrier {
+        let admin_addr = settings.admin_addr;
+        let supervisor = Supervisor::new(
+            Arc::new(settings),
+            stats.clone(),
+            tls,
+            readiness.clone(),
+            log.clone(),
+            exit_tx,
+        )
+        .start();
+        if let Some(addr) = admin_addr {
+            admin::serve(
+                addr,
+                supervisor.clone(),
+                stats.clone(),
+                readiness.clone(),
+                log,
+            )
+            .map_err(|error| StartError::Admin { addr, error })?;
+        }
+        Ok(Carrier {
             supervisor,
             exit,
             ended: None,
             stats,
-        }
+            readiness,
+        })
+    }
+
+    /// Ready to receive: queue resolved, webhook online, not draining (what `/readyz` says).
+    pub fn ready(&self) -> bool {
+        self.readiness.ready()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {

@@ -1,37 +1,98 @@
 //! Every message the actors exchange, in one place.
 //!
 //! The vocabulary is the domain's: a receiver hands a [`Deliver`] to a transmitter, the transmitter
-//! answers with an [`Outcome`] (`Ack`, `Retry { until }` or `Nack`), and the receiver turns that into
-//! an SQS action. Lifecycle messages (`Resume`, `Drain`, `HealthReport`, `Shutdown`) flow between
-//! the supervisor and its children. This module holds data only, no behaviour beyond small helpers.
+//! answers with an [`Outcome`] (`Ack`, `Retry { until }`, `Nack` or `DeadLetter`), and the receiver
+//! turns that into an SQS action. Lifecycle messages (`Resume`, `Pause`, `Drain`, `HealthReport`,
+//! `Shutdown`) flow between the supervisor and its children. This module holds data only, no
+//! behaviour beyond small helpers.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::Message;
-use tokio::sync::oneshot;
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
 
-/// One SQS message on its way to the webhook: everything the transmitter needs to build the HTTP
-/// request, and nothing SQS-specific it could act on (no receipt handle: only the receiver settles).
-#[derive(Debug, Clone)]
+/// One message attribute, as the producer set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    /// SQS data type: `String`, `Number`, `Binary`, or one of those with a custom suffix
+    /// (`Number.float`).
+    pub data_type: String,
+    pub value: AttributeValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeValue {
+    /// String and Number attributes.
+    Text(String),
+    Binary(Bytes),
+}
+
+/// One SQS message on its way to the webhook: what the transmitter needs to build the HTTP request
+/// (and the receiver to dead-letter it), nothing it could settle with (no receipt handle).
+#[derive(Debug, Clone, Default)]
 pub struct Delivery {
-    /// SQS `MessageId`, for logs and the `X-Carrier-Message-Id` header.
-    pub message_id: String,
+    /// SQS `MessageId`: logs, `X-Carrier-Message-Id`, the signature's `webhook-id`.
+    pub message_id: Arc<str>,
     /// The message body, sent unchanged.
-    pub body: String,
-    /// The `Body.ContentType` String attribute, when the producer set one.
-    pub content_type: Option<String>,
+    pub body: Bytes,
     /// SQS `ApproximateReceiveCount`, as SQS gives it.
     pub receive_count: Option<String>,
     /// SQS `ApproximateFirstReceiveTimestamp` (epoch milliseconds), as SQS gives it.
     pub first_receive_time: Option<String>,
     /// SQS `SentTimestamp` (epoch milliseconds), as SQS gives it.
     pub sent_time: Option<String>,
+    /// SQS `SenderId` (the producer's account or role id).
+    pub sender_id: Option<String>,
+    /// FIFO queues: `MessageGroupId`.
+    pub group_id: Option<Arc<str>>,
+    /// FIFO queues: `SequenceNumber`.
+    pub sequence_number: Option<String>,
+    /// The `AWSTraceHeader` system attribute (X-Ray), sent as `X-Amzn-Trace-Id`.
+    pub trace_header: Option<String>,
+    /// Every message attribute, in the order SQS gave them.
+    pub attributes: Vec<Attribute>,
+}
+
+impl Delivery {
+    /// A String (or Number) attribute by exact name.
+    pub fn text_attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| match &a.value {
+                AttributeValue::Text(t) => Some(t.as_str()),
+                AttributeValue::Binary(_) => None,
+            })
+    }
+
+    /// `ApproximateReceiveCount` as a number (1 when SQS did not say).
+    pub fn receive_count(&self) -> u32 {
+        self.receive_count
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1)
+    }
 }
 
 /// Ask a transmitter to POST one message; it answers with the message's [`Outcome`].
 #[derive(Message)]
-#[rtype(result = "Outcome")]
-pub struct Deliver(pub Delivery);
+#[rtype(result = "Answer")]
+pub struct Deliver {
+    pub delivery: Arc<Delivery>,
+    /// Turns `true` when the shutdown deadline passes: the request is abandoned at once.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// What the transmitter found out: the outcome, and for metrics the status it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// The final HTTP status, when the webhook answered at all.
+    pub status: Option<u16>,
+}
 
 /// What the webhook's answer means for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +101,13 @@ pub enum Outcome {
     Ack,
     /// The webhook asked to see it again, not before `until`: change its visibility timeout.
     Retry { until: SystemTime },
-    /// Anything else: leave it to SQS (it reappears when its visibility timeout ends).
+    /// Anything else: the Nack policy decides when it reappears.
     Nack { reason: NackReason },
+    /// The webhook answered `X-Carrier-Dead-Letter: true`: move it to the dead-letter queue now.
+    DeadLetter,
 }
 
-/// Why a delivery did not succeed; logged, and later counted per reason.
+/// Why a delivery did not succeed; logged, and counted per reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NackReason {
     /// The webhook answered with a status that is neither success nor a usable retry.
@@ -55,6 +118,24 @@ pub enum NackReason {
     Connect(String),
     /// The transmitter went away while holding the message (it was restarted).
     TransmitterLost,
+    /// The shutdown deadline passed while the request was running.
+    Cancelled,
+    /// The webhook asked for the dead-letter queue, but the queue has none.
+    NoDeadLetterQueue,
+}
+
+impl NackReason {
+    /// A short, fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NackReason::Status(_) => "status",
+            NackReason::Timeout => "timeout",
+            NackReason::Connect(_) => "connect",
+            NackReason::TransmitterLost => "transmitter_lost",
+            NackReason::Cancelled => "cancelled",
+            NackReason::NoDeadLetterQueue => "no_dead_letter_queue",
+        }
+    }
 }
 
 impl std::fmt::Display for NackReason {
@@ -64,6 +145,8 @@ impl std::fmt::Display for NackReason {
             NackReason::Timeout => f.write_str("timeout"),
             NackReason::Connect(e) => write!(f, "request failed: {e}"),
             NackReason::TransmitterLost => f.write_str("transmitter restarted"),
+            NackReason::Cancelled => f.write_str("cancelled at the shutdown deadline"),
+            NackReason::NoDeadLetterQueue => f.write_str("dead letter asked, but no DLQ"),
         }
     }
 }
@@ -73,20 +156,21 @@ impl std::fmt::Display for NackReason {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Settle {
-    pub token: u64,
-    pub outcome: Outcome,
+    pub lease: crate::lease::LeaseId,
+    pub answer: Answer,
     pub elapsed: Duration,
 }
-
-/// An SQS action (delete or visibility change) finished; the receiver stops counting it as pending.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct ActionsDone;
 
 /// Start (or restart) receiving: the webhook is ready.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Resume;
+
+/// Stop receiving for now (the webhook is offline and the offline action is `pause`); in-flight
+/// deliveries carry on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Pause;
 
 /// Stop receiving, let in-flight deliveries finish until `deadline`, flush their outcomes and
 /// report on `done`.
@@ -103,12 +187,19 @@ pub(crate) struct Drain {
 pub(crate) enum HealthReport {
     Online,
     Offline,
+    /// It never came online within `CARRIER_WEBHOOK_STARTUP_TIMEOUT`.
+    StartupTimedOut,
 }
 
 /// Begin a graceful shutdown (a signal, or the embedding program asked).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
+
+/// Are you there? The admin `/healthz` asks the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Ping;
 
 /// Stop an actor as a crash would, so supervision restarts it. For tests and fault drills.
 #[derive(Message)]

@@ -1,37 +1,40 @@
 //! `SqsReceiverActor`: long-polls SQS, hands each message to a transmitter as a [`Deliver`], and
-//! owns the message until its final SQS action (delete, visibility change, or release).
+//! owns it as a lease (see `lease.rs`) until SQS has confirmed its last action.
 //!
-//! Flow control: it asks SQS for at most as many messages as it has free delivery slots (never more
-//! than the batch size) and polls again as soon as a slot frees, so a slow delivery holds one slot,
-//! never the batch. Acks are buffered and deleted in batches (by size, or after [`FLUSH_DELAY`]).
+//! The actor is the wiring around the [`Ledger`]: it polls for as many messages as the ledger has
+//! free slots (never more than the batch size), performs the ledger's steps (deliveries, deletes
+//! and visibility changes, batched per receiver, dead-letter moves), runs the visibility heartbeat
+//! on the ledger's schedule, and reports every event through [`Events`]. It must not talk HTTP or
+//! decide what a webhook answer means.
 //!
 //! Restart safety: everything asynchronous (the long poll, each delivery, each SQS action) runs as
-//! a detached task that reports back through this actor's mailbox, and the ownership table lives in
-//! the actor struct, which supervision keeps across a restart. So a restarted receiver still settles
-//! every message it held. It must not talk HTTP or decide what a webhook answer means.
+//! a detached task that reports back through this actor's mailbox, and the ledger lives in the
+//! actor struct, which supervision keeps across a restart. So a restarted receiver still settles
+//! every message it held.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{debug, info, warn, Logger};
-use tokio::sync::oneshot;
+use slog::{debug, info, warn};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::messages::{
-    ActionsDone, Crash, Deliver, Delivery, Drain, NackReason, Outcome, Resume, Settle,
+use crate::events::Events;
+use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, Step, Why};
+use crate::messages::{Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Resume, Settle};
+use crate::sqs::{
+    max_visibility_secs, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
+    SqsQueue, MAX_BATCH_SIZE,
 };
-use crate::sqs::{Backoff, Settlement, SqsError, SqsQueue, MAX_BATCH_SIZE};
-use crate::stats::Stats;
 use crate::transmitter::WebhookTransmitterActor;
 
-/// How long an Ack waits for companions before its delete is sent (unless 10 are ready first).
+/// How long an action waits for companions before its batch is sent (unless 10 are ready first).
 const FLUSH_DELAY: Duration = Duration::from_millis(10);
-/// On drain, an outstanding poll gets this long to come back before it is aborted: a poll that
-/// found messages answers within milliseconds (and those are then released, not stranded
-/// invisible), while an empty long poll would otherwise hold shutdown for up to 20 s.
+/// Draining with nothing else left, an open poll gets this long to come back before it is
+/// aborted: a poll that found messages answers within milliseconds (and those are then
+/// released), while an empty long poll would otherwise hold shutdown for up to 20 s.
 const POLL_ABORT_GRACE: Duration = Duration::from_millis(250);
 /// An empty receive that came back sooner than this was not a long poll (some emulators and
 /// proxies ignore WaitTimeSeconds): wait this long before the next, instead of spinning.
@@ -43,89 +46,123 @@ const POLL_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Waiting for the webhook to be healthy: no polling.
+    /// Waiting for the webhook to be healthy (or paused while it is offline): no polling.
     Paused,
     Running,
     /// Shutting down: no polling, finishing in-flight deliveries.
     Draining,
 }
 
-/// A received batch, reported back by the detached poll task, with how long the call took.
+/// A receive call came back.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Received(Result<Vec<(Settlement, Delivery)>, SqsError>, Duration);
+struct Polled(Result<Received, SqsError>);
+
+/// A batch of deletes or visibility changes came back: each lease is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settled(Vec<(u64, EntryResult)>);
+
+/// A batch of visibility extensions came back.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ExtensionsDone {
+    sent_at: Instant,
+    extensions: Vec<Extension>,
+    results: Vec<(u64, EntryResult)>,
+}
+
+/// A dead-letter move came back (copied to the DLQ and deleted, or not).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct DeadLettered {
+    lease: LeaseId,
+    result: Result<(), SqsError>,
+}
+
+/// What a receiver is built with.
+pub(crate) struct ReceiverParts {
+    pub id: usize,
+    pub queue: SqsQueue,
+    pub transmitter: Addr<WebhookTransmitterActor>,
+    /// Most messages asked for per ReceiveMessage (`CARRIER_SQS_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// `CARRIER_SQS_VISIBILITY_TIMEOUT` in seconds, asked for on every receive; `None`: the queue's.
+    pub receive_visibility: Option<u32>,
+    pub ledger: Ledger,
+    pub dead_letter: Option<Arc<DeadLetterQueue>>,
+    pub events: Events,
+}
 
 pub struct SqsReceiverActor {
     id: usize,
     queue: SqsQueue,
     transmitter: Addr<WebhookTransmitterActor>,
-    /// Most messages asked for per ReceiveMessage (`CARRIER_SQS_BATCH_SIZE`).
     batch_size: usize,
-    /// Delivery slots (`CARRIER_SQS_RECEIVER_WORKERS`): the most messages this receiver holds.
-    workers: usize,
+    receive_visibility: Option<u32>,
     state: State,
-    /// Every message this receiver holds, by token, from receipt until its outcome is known.
-    in_flight: HashMap<u64, Settlement>,
-    next_token: u64,
-    /// The outstanding long poll, if any; aborted on drain so shutdown never waits on it.
+    /// Every message this receiver holds.
+    ledger: Ledger,
+    /// How many leases the in-flight gauge has been told about.
+    reported_in_flight: usize,
+    /// The outstanding long poll, if any.
     poll: Option<JoinHandle<()>>,
-    /// Set while waiting out a receive error.
+    /// Set while waiting out a receive error (or an instant empty receive).
     backoff_timer: Option<SpawnHandle>,
     backoff: Backoff,
-    /// Acked messages not yet deleted.
-    deletes: Vec<Settlement>,
-    /// Messages waiting for a visibility change, with the timeout in seconds.
-    visibility: Vec<(Settlement, u64)>,
+    /// Deletes not yet sent.
+    deletes: Vec<Entry>,
+    /// Visibility changes not yet sent.
+    visibility: Vec<Entry>,
     flush_timer: Option<SpawnHandle>,
-    /// SQS delete / visibility calls still running; drain waits for them.
+    /// The heartbeat's next wake-up and its timer.
+    heartbeat: Option<(Instant, SpawnHandle)>,
+    /// SQS calls still running; drain waits for them.
     actions_in_flight: usize,
+    dead_letter: Option<Arc<DeadLetterQueue>>,
+    /// Turned `true` at the shutdown deadline: every running delivery is cancelled.
+    cancel: watch::Sender<bool>,
     /// Where to report that draining finished.
     drained: Option<oneshot::Sender<()>>,
     /// When in-flight deliveries stop being waited for (set once draining).
     drain_deadline: Option<Instant>,
-    /// The shutdown timeout passed with deliveries still running: stop waiting for them.
-    abandon_in_flight: bool,
-    stats: Arc<Stats>,
-    log: Logger,
+    /// The poll-abort grace timer is armed.
+    abort_armed: bool,
+    events: Events,
 }
 
 impl SqsReceiverActor {
-    pub fn new(
-        id: usize,
-        queue: SqsQueue,
-        transmitter: Addr<WebhookTransmitterActor>,
-        batch_size: usize,
-        workers: usize,
-        stats: Arc<Stats>,
-        log: Logger,
-    ) -> Self {
+    pub(crate) fn new(parts: ReceiverParts) -> Self {
+        let (cancel, _) = watch::channel(false);
         SqsReceiverActor {
-            id,
-            queue,
-            transmitter,
-            batch_size: batch_size.clamp(1, MAX_BATCH_SIZE),
-            workers: workers.max(1),
+            id: parts.id,
+            queue: parts.queue,
+            transmitter: parts.transmitter,
+            batch_size: parts.batch_size.clamp(1, MAX_BATCH_SIZE),
+            receive_visibility: parts.receive_visibility,
             state: State::Paused,
-            in_flight: HashMap::new(),
-            next_token: 0,
+            ledger: parts.ledger,
+            reported_in_flight: 0,
             poll: None,
             backoff_timer: None,
             backoff: Backoff::new(POLL_BACKOFF_BASE, POLL_BACKOFF_MAX),
             deletes: Vec::new(),
             visibility: Vec::new(),
             flush_timer: None,
+            heartbeat: None,
             actions_in_flight: 0,
+            dead_letter: parts.dead_letter,
+            cancel,
             drained: None,
             drain_deadline: None,
-            abandon_in_flight: false,
-            stats,
-            log,
+            abort_armed: false,
+            events: parts.events,
         }
     }
 
     /// Starts a long poll if receiving, none is outstanding, and a slot is free.
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        let free = self.workers.saturating_sub(self.in_flight.len());
+        let free = self.ledger.free_slots();
         if self.state != State::Running
             || self.poll.is_some()
             || self.backoff_timer.is_some()
@@ -134,12 +171,10 @@ impl SqsReceiverActor {
             return;
         }
         let max = free.min(self.batch_size);
-        let queue = self.queue.clone();
-        let me = ctx.address();
+        let (queue, visibility, me) = (self.queue.clone(), self.receive_visibility, ctx.address());
         self.poll = Some(actix_rt::spawn(async move {
-            let started = Instant::now();
-            let result = queue.receive(max).await;
-            me.do_send(Received(result, started.elapsed()));
+            let result = queue.receive(max, visibility).await;
+            me.do_send(Polled(result));
         }));
     }
 
@@ -151,27 +186,91 @@ impl SqsReceiverActor {
         }));
     }
 
-    /// Hands one message to the transmitter; its outcome comes back as a [`Settle`].
-    fn dispatch(&mut self, settlement: Settlement, delivery: Delivery, ctx: &mut Context<Self>) {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.in_flight.insert(token, settlement);
+    /// Performs the ledger's steps.
+    fn run(&mut self, steps: Vec<Step>, ctx: &mut Context<Self>) {
+        for step in steps {
+            match step {
+                Step::Deliver(lease, delivery) => self.dispatch(lease, delivery, ctx),
+                Step::Act(lease, action) => self.act(lease, action, ctx),
+            }
+        }
+        self.schedule_flush(ctx);
+        self.sync_in_flight();
+    }
+
+    /// Hands one message to the transmitter; its answer comes back as a [`Settle`].
+    fn dispatch(
+        &mut self,
+        lease: LeaseId,
+        delivery: Arc<crate::messages::Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
         let transmitter = self.transmitter.clone();
+        let cancel = self.cancel.subscribe();
         let me = ctx.address();
         actix_rt::spawn(async move {
             let started = Instant::now();
-            let outcome = transmitter
-                .send(Deliver(delivery))
+            let answer = transmitter
+                .send(Deliver { delivery, cancel })
                 .await
-                .unwrap_or(Outcome::Nack {
-                    reason: NackReason::TransmitterLost,
+                .unwrap_or(Answer {
+                    outcome: Outcome::Nack {
+                        reason: NackReason::TransmitterLost,
+                    },
+                    status: None,
                 });
             me.do_send(Settle {
-                token,
-                outcome,
+                lease,
+                answer,
                 elapsed: started.elapsed(),
             });
         });
+    }
+
+    /// Queues one SQS action for a lease (or starts it, for a dead-letter move).
+    fn act(&mut self, lease: LeaseId, action: Action, ctx: &mut Context<Self>) {
+        let (Some(receipt), Some(delivery), Some(received_at)) = (
+            self.ledger.receipt(lease).cloned(),
+            self.ledger.delivery(lease).cloned(),
+            self.ledger.received_at(lease),
+        ) else {
+            return;
+        };
+        let entry = |secs| Entry {
+            key: lease,
+            receipt: receipt.clone(),
+            message_id: delivery.message_id.clone(),
+            secs,
+        };
+        match action {
+            Action::Delete => self.deletes.push(entry(0)),
+            Action::Visibility { secs, why } => {
+                if matches!(why, Why::Release | Why::Bounce) {
+                    self.events.released(self.id, 1, why);
+                }
+                self.visibility
+                    .push(entry(secs.min(max_visibility_secs(received_at))));
+            }
+            Action::DeadLetter => {
+                let Some(dlq) = self.dead_letter.clone() else {
+                    return;
+                };
+                let (queue, me, entry) = (self.queue.clone(), ctx.address(), entry(0));
+                self.spawn_action(async move {
+                    let result = async {
+                        let url = dlq.url(&queue).await?;
+                        queue.send_copy(&url, &delivery).await
+                    }
+                    .await;
+                    if result.is_ok() {
+                        // Copied: now it must leave the source queue. If this delete fails, the
+                        // message reappears there (a duplicate in the DLQ beats a lost message).
+                        queue.delete(vec![entry]).await;
+                    }
+                    me.do_send(DeadLettered { lease, result });
+                });
+            }
+        }
     }
 
     /// Sends buffered deletes and visibility changes now.
@@ -179,15 +278,18 @@ impl SqsReceiverActor {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
         }
+        let me = ctx.address();
         if !self.deletes.is_empty() {
             let entries = std::mem::take(&mut self.deletes);
-            let queue = self.queue.clone();
-            self.spawn_action(ctx, async move { queue.delete(entries).await });
+            let (queue, me) = (self.queue.clone(), me.clone());
+            self.spawn_action(async move { me.do_send(Settled(queue.delete(entries).await)) });
         }
         if !self.visibility.is_empty() {
             let entries = std::mem::take(&mut self.visibility);
             let queue = self.queue.clone();
-            self.spawn_action(ctx, async move { queue.change_visibility(entries).await });
+            self.spawn_action(async move {
+                me.do_send(Settled(queue.change_visibility(entries).await))
+            });
         }
     }
 
@@ -206,65 +308,143 @@ impl SqsReceiverActor {
         }
     }
 
-    fn spawn_action(
-        &mut self,
-        ctx: &mut Context<Self>,
-        action: impl Future<Output = ()> + 'static,
-    ) {
+    /// Runs an SQS action as a detached task (it survives a restart); its completion message
+    /// brings `actions_in_flight` back down.
+    fn spawn_action(&mut self, action: impl Future<Output = ()> + 'static) {
         self.actions_in_flight += 1;
-        let me = ctx.address();
-        actix_rt::spawn(async move {
-            action.await;
-            me.do_send(ActionsDone);
+        actix_rt::spawn(action);
+    }
+
+    fn action_done(&mut self) {
+        self.actions_in_flight = self.actions_in_flight.saturating_sub(1);
+    }
+
+    /// Tells the in-flight gauge how many leases this receiver holds now.
+    fn sync_in_flight(&mut self) {
+        let now = self.ledger.len();
+        if now != self.reported_in_flight {
+            self.events
+                .in_flight(now as i64 - self.reported_in_flight as i64);
+            self.reported_in_flight = now;
+        }
+    }
+
+    /// Arms the heartbeat timer for the ledger's next due extension (if earlier than the armed one).
+    fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let Some(next) = self.ledger.next_extension() else {
+            return;
+        };
+        if let Some((armed, handle)) = self.heartbeat {
+            if armed <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = next.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.heartbeat = None;
+            act.extend_due(ctx);
+            act.arm_heartbeat(ctx);
+        });
+        self.heartbeat = Some((next, handle));
+    }
+
+    /// Sends the extensions that are due, in one batch call per 10.
+    fn extend_due(&mut self, ctx: &mut Context<Self>) {
+        let extensions = self.ledger.due_extensions(Instant::now());
+        if extensions.is_empty() {
+            return;
+        }
+        let entries: Vec<Entry> = extensions
+            .iter()
+            .filter_map(|e| {
+                let received_at = self.ledger.received_at(e.lease)?;
+                Some(Entry {
+                    key: e.lease,
+                    receipt: self.ledger.receipt(e.lease)?.clone(),
+                    message_id: self.ledger.delivery(e.lease)?.message_id.clone(),
+                    secs: e.secs.min(max_visibility_secs(received_at)),
+                })
+            })
+            .collect();
+        let (queue, me, sent_at) = (self.queue.clone(), ctx.address(), Instant::now());
+        self.spawn_action(async move {
+            let results = queue.change_visibility(entries).await;
+            me.do_send(ExtensionsDone {
+                sent_at,
+                extensions,
+                results,
+            });
         });
     }
 
-    /// Reports the drain finished once nothing is held, buffered or being sent.
-    fn check_drained(&mut self) {
-        let idle = (self.in_flight.is_empty() || self.abandon_in_flight)
-            && self.poll.is_none()
+    /// Reports the drain finished once nothing is held, buffered or being sent. With nothing else
+    /// left, an open poll is aborted after a short grace.
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.state != State::Draining {
+            return;
+        }
+        let settled = self.ledger.is_empty()
             && self.deletes.is_empty()
             && self.visibility.is_empty()
             && self.actions_in_flight == 0;
-        if idle {
+        if settled && self.poll.is_some() && !self.abort_armed {
+            self.abort_armed = true;
+            ctx.run_later(POLL_ABORT_GRACE, |act, ctx| {
+                act.abort_armed = false;
+                if act.ledger.is_empty() {
+                    if let Some(poll) = act.poll.take() {
+                        poll.abort();
+                    }
+                }
+                act.check_drained(ctx);
+            });
+        }
+        if settled && self.poll.is_none() {
             if let Some(done) = self.drained.take() {
-                info!(self.log, "receiver drained"; "receiver" => self.id);
+                info!(self.events.log(), "receiver drained"; "receiver" => self.id);
                 let _ = done.send(());
             }
         }
     }
 
-    /// Timers of a drain (the poll abort, the shutdown deadline). Armed when the drain begins, and
-    /// again if the receiver restarts mid-drain (a restart drops its context's timers).
-    fn arm_drain(&mut self, ctx: &mut Context<Self>) {
+    /// The shutdown deadline: deliveries still running are cancelled and left to their visibility
+    /// timeout (not released: a worker still busy with one must not see it twice at once).
+    fn arm_deadline(&mut self, ctx: &mut Context<Self>) {
         let Some(deadline) = self.drain_deadline else {
             return;
         };
-        self.stop_polling(ctx);
         ctx.run_later(deadline.saturating_duration_since(Instant::now()), |act, ctx| {
-            if !act.in_flight.is_empty() {
-                warn!(act.log, "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
-                    "receiver" => act.id, "in_flight" => act.in_flight.len());
-                act.abandon_in_flight = true;
+            let running = act.ledger.delivering();
+            if running > 0 {
+                warn!(act.events.log(), "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
+                    "receiver" => act.id, "in_flight" => running);
             }
+            act.ledger.abandon_deliveries();
+            let _ = act.cancel.send(true);
+            act.sync_in_flight();
             act.flush(ctx);
-            act.check_drained();
+            act.check_drained(ctx);
         });
     }
 
-    /// Stops receiving: no new polls; the outstanding one is aborted after [`POLL_ABORT_GRACE`].
-    fn stop_polling(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.backoff_timer.take() {
-            ctx.cancel_future(timer);
-        }
-        if self.poll.is_some() {
-            ctx.run_later(POLL_ABORT_GRACE, |act, _ctx| {
-                if let Some(poll) = act.poll.take() {
-                    poll.abort();
-                }
-                act.check_drained();
-            });
-        }
+    /// Messages that arrived while not receiving (paused or draining) go straight back.
+    fn release_unleased(&mut self, messages: Vec<Incoming>, ctx: &mut Context<Self>) {
+        self.events.released(self.id, messages.len(), Why::Release);
+        let entries = messages
+            .into_iter()
+            .map(|m| Entry {
+                key: u64::MAX,
+                receipt: m.receipt,
+                message_id: m.delivery.message_id.clone(),
+                secs: 0,
+            })
+            .collect();
+        let (queue, me) = (self.queue.clone(), ctx.address());
+        self.spawn_action(async move {
+            queue.change_visibility(entries).await;
+            me.do_send(Settled(Vec::new()));
+        });
     }
 }
 
@@ -272,72 +452,69 @@ impl Actor for SqsReceiverActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        debug!(self.log, "receiver started"; "receiver" => self.id,
-            "batch_size" => self.batch_size, "workers" => self.workers);
+        debug!(self.events.log(), "receiver started"; "receiver" => self.id,
+            "batch_size" => self.batch_size, "workers" => self.ledger.settings().slots);
         self.schedule_flush(ctx);
-        self.arm_drain(ctx);
+        self.arm_heartbeat(ctx);
+        self.arm_deadline(ctx);
         self.poll(ctx);
+        self.check_drained(ctx);
     }
 }
 
 impl Supervised for SqsReceiverActor {
-    /// Timers died with the old context; the poll task, the ownership table and the buffers live on.
+    /// Timers died with the old context; the poll task, the ledger and the buffers live on.
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.stats.restarted();
-        warn!(self.log, "receiver restarting"; "receiver" => self.id, "in_flight" => self.in_flight.len());
+        self.events.restarted("receiver");
+        warn!(self.events.log(), "receiver restarting"; "receiver" => self.id,
+            "in_flight" => self.ledger.len());
         self.backoff_timer = None;
         self.flush_timer = None;
+        self.heartbeat = None;
+        self.abort_armed = false;
         self.backoff.reset();
     }
 }
 
-impl Handler<Received> for SqsReceiverActor {
+impl Handler<Polled> for SqsReceiverActor {
     type Result = ();
 
-    fn handle(&mut self, Received(result, took): Received, ctx: &mut Self::Context) {
+    fn handle(&mut self, Polled(result): Polled, ctx: &mut Self::Context) {
         self.poll = None;
         match result {
-            Ok(messages) => {
+            Ok(Received { sent_at, messages }) => {
                 if self.backoff.failures() > 0 {
-                    info!(self.log, "receiving again"; "receiver" => self.id);
+                    self.events.receiving_again(self.id);
                 }
                 self.backoff.reset();
                 if messages.is_empty() {
-                    self.check_drained();
+                    let took = sent_at.elapsed();
                     if took < MIN_EMPTY_POLL && self.state == State::Running {
-                        return self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
-                    }
-                    return self.poll(ctx);
-                }
-                self.stats.received(messages.len());
-                debug!(self.log, "received messages"; "count" => messages.len());
-                if self.state == State::Running {
-                    for (settlement, delivery) in messages {
-                        self.dispatch(settlement, delivery, ctx);
+                        self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
                     }
                 } else {
-                    // The poll finished as we stopped receiving: hand these straight back.
-                    self.stats.released(messages.len());
-                    info!(self.log, "releasing messages received while stopping"; "count" => messages.len());
-                    let entries = messages.into_iter().map(|(s, _)| (s, 0)).collect();
-                    let queue = self.queue.clone();
-                    self.spawn_action(ctx, async move { queue.change_visibility(entries).await });
+                    self.events.received(self.id, messages.len());
+                    if self.state == State::Running {
+                        let steps = self.ledger.admit(Instant::now(), sent_at, messages);
+                        self.run(steps, ctx);
+                        self.arm_heartbeat(ctx);
+                    } else {
+                        // The poll finished as we stopped receiving: hand these straight back.
+                        self.release_unleased(messages, ctx);
+                    }
                 }
-                self.check_drained();
-                self.poll(ctx);
             }
             Err(e) if self.state == State::Draining => {
-                debug!(self.log, "receive failed while draining"; "error" => %e);
-                self.check_drained();
+                debug!(self.events.log(), "receive failed while draining"; "error" => %e);
             }
             Err(e) => {
-                self.stats.sqs_error();
                 let delay = self.backoff.next_delay();
-                warn!(self.log, "failed to receive messages"; "receiver" => self.id, "error" => %e,
-                    "retry_in_ms" => delay.as_millis() as u64);
+                self.events.receive_failed(self.id, &e, delay);
                 self.wait_then_poll(delay, ctx);
             }
         }
+        self.poll(ctx);
+        self.check_drained(ctx);
     }
 }
 
@@ -345,43 +522,108 @@ impl Handler<Settle> for SqsReceiverActor {
     type Result = ();
 
     fn handle(&mut self, settle: Settle, ctx: &mut Self::Context) {
-        let Some(settlement) = self.in_flight.remove(&settle.token) else {
-            return;
+        let Some(delivery) = self.ledger.delivery(settle.lease).cloned() else {
+            return; // Abandoned at the shutdown deadline: its answer no longer counts.
         };
-        self.stats.settled();
-        match settle.outcome {
-            Outcome::Ack => {
-                self.stats.acked();
-                self.deletes.push(settlement);
-            }
-            Outcome::Retry { until } => {
-                self.stats.retried();
-                let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
-                // Round up: "not before `until`" must hold.
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                debug!(self.log, "webhook asked to retry later"; "message_id" => &settlement.message_id,
-                    "retry_in_s" => secs);
-                self.visibility.push((settlement, secs));
-            }
-            Outcome::Nack { reason } => {
-                self.stats.nacked();
-                warn!(self.log, "delivery failed; the message reappears after its visibility timeout";
-                    "message_id" => &settlement.message_id, "reason" => %reason,
-                    "elapsed_ms" => settle.elapsed.as_millis() as u64);
-            }
+        let message_id = delivery.message_id.as_ref();
+        let mut outcome = settle.answer.outcome;
+        if outcome == Outcome::DeadLetter && self.dead_letter.is_none() {
+            self.events.no_dead_letter_queue(message_id);
+            outcome = Outcome::Nack {
+                reason: NackReason::NoDeadLetterQueue,
+            };
         }
-        self.schedule_flush(ctx);
-        self.check_drained();
+        let steps = self.ledger.outcome(Instant::now(), settle.lease, &outcome);
+        let own = steps.iter().find_map(|s| match s {
+            Step::Act(l, a) if *l == settle.lease => Some(a.clone()),
+            _ => None,
+        });
+        match (&outcome, own) {
+            (Outcome::Ack, _) => self.events.acked(),
+            (Outcome::Retry { .. }, Some(Action::Visibility { secs, .. })) => {
+                self.events.retried(message_id, secs)
+            }
+            (Outcome::Retry { .. }, _) => self.events.retried(message_id, 0),
+            (Outcome::Nack { reason }, own) => {
+                let secs = match own {
+                    Some(Action::Visibility { secs, .. }) => Some(secs),
+                    _ => None,
+                };
+                self.events.nacked(message_id, reason, settle.elapsed, secs);
+            }
+            (Outcome::DeadLetter, _) => {}
+        }
+        self.run(steps, ctx);
         self.poll(ctx);
+        self.check_drained(ctx);
     }
 }
 
-impl Handler<ActionsDone> for SqsReceiverActor {
+impl Handler<Settled> for SqsReceiverActor {
     type Result = ();
 
-    fn handle(&mut self, _: ActionsDone, _ctx: &mut Self::Context) {
-        self.actions_in_flight = self.actions_in_flight.saturating_sub(1);
-        self.check_drained();
+    fn handle(&mut self, Settled(results): Settled, ctx: &mut Self::Context) {
+        self.action_done();
+        for (lease, _) in results {
+            self.ledger.settled(lease);
+        }
+        self.sync_in_flight();
+        self.poll(ctx);
+        self.check_drained(ctx);
+    }
+}
+
+impl Handler<ExtensionsDone> for SqsReceiverActor {
+    type Result = ();
+
+    fn handle(&mut self, done: ExtensionsDone, ctx: &mut Self::Context) {
+        self.action_done();
+        let now = Instant::now();
+        let mut ok = 0;
+        let mut steps = Vec::new();
+        for extension in &done.extensions {
+            let result = done
+                .results
+                .iter()
+                .find(|(k, _)| *k == extension.lease)
+                .map(|(_, r)| r);
+            let result = match result {
+                Some(EntryResult::Done) => {
+                    ok += 1;
+                    Extended::Ok
+                }
+                Some(EntryResult::Refused(code)) => {
+                    if let Some(d) = self.ledger.delivery(extension.lease) {
+                        self.events.extension_refused(&d.message_id, code);
+                    }
+                    Extended::Refused
+                }
+                Some(EntryResult::GaveUp) | None => Extended::Failed,
+            };
+            steps.extend(self.ledger.extended(now, done.sent_at, extension, result));
+        }
+        self.events.extended(ok);
+        self.run(steps, ctx);
+        self.arm_heartbeat(ctx);
+        self.check_drained(ctx);
+    }
+}
+
+impl Handler<DeadLettered> for SqsReceiverActor {
+    type Result = ();
+
+    fn handle(&mut self, done: DeadLettered, ctx: &mut Self::Context) {
+        self.action_done();
+        if let Some(d) = self.ledger.delivery(done.lease) {
+            match &done.result {
+                Ok(()) => self.events.dead_lettered(&d.message_id),
+                Err(e) => self.events.dead_letter_failed(&d.message_id, e),
+            }
+        }
+        self.ledger.settled(done.lease);
+        self.sync_in_flight();
+        self.poll(ctx);
+        self.check_drained(ctx);
     }
 }
 
@@ -396,6 +638,19 @@ impl Handler<Resume> for SqsReceiverActor {
     }
 }
 
+impl Handler<Pause> for SqsReceiverActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Pause, ctx: &mut Self::Context) {
+        if self.state == State::Running {
+            self.state = State::Paused;
+            if let Some(timer) = self.backoff_timer.take() {
+                ctx.cancel_future(timer);
+            }
+        }
+    }
+}
+
 impl Handler<Drain> for SqsReceiverActor {
     type Result = ();
 
@@ -403,13 +658,18 @@ impl Handler<Drain> for SqsReceiverActor {
         self.state = State::Draining;
         self.drained = Some(drain.done);
         self.drain_deadline = Some(drain.deadline);
-        if !self.in_flight.is_empty() {
-            info!(self.log, "waiting for in-flight deliveries"; "receiver" => self.id,
-                "in_flight" => self.in_flight.len());
+        if let Some(timer) = self.backoff_timer.take() {
+            ctx.cancel_future(timer);
         }
-        self.arm_drain(ctx);
+        if !self.ledger.is_empty() {
+            info!(self.events.log(), "waiting for in-flight deliveries"; "receiver" => self.id,
+                "in_flight" => self.ledger.len());
+        }
+        let steps = self.ledger.release_queued();
+        self.run(steps, ctx);
+        self.arm_deadline(ctx);
         self.flush(ctx);
-        self.check_drained();
+        self.check_drained(ctx);
     }
 }
 

@@ -1,12 +1,15 @@
-//! A thin wrapper over aws-sdk-sqs: building the client, resolving the queue, receiving, and the
-//! two settling actions (delete, change visibility) with batching, per-entry partial failures,
-//! retries with capped backoff, and a fallback to single calls for emulators without batch APIs.
+//! A thin wrapper over aws-sdk-sqs: building the client, resolving the queue, reading its
+//! attributes, receiving, the two settling actions (delete, change visibility) with batching,
+//! per-entry results, retries with capped backoff and a fallback to single calls for emulators
+//! without batch APIs, and the copy to a dead-letter queue.
 //!
-//! It knows SQS and nothing of webhooks or actors; every call is a plain future the actors spawn.
+//! It knows SQS and nothing of webhooks or actors; every call is a plain future the actors spawn,
+//! and every call and error is recorded through [`Events`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::{
@@ -19,16 +22,20 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::config::Credentials;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
+    MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
+    MessageSystemAttributeValue, QueueAttributeName,
 };
-use slog::{debug, warn, Logger};
+use slog::warn;
 
-use crate::messages::Delivery;
-use crate::stats::Stats;
+use crate::events::Events;
+use crate::lease::Incoming;
+use crate::messages::{Attribute, AttributeValue, Delivery};
 
 /// SQS accepts at most 10 messages per ReceiveMessage and 10 entries per batch call.
 pub const MAX_BATCH_SIZE: usize = 10;
@@ -220,24 +227,41 @@ impl Backoff {
 }
 
 /// An error from SQS, already rendered for a log line.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} failed: {detail}")]
 pub struct SqsError {
     pub operation: &'static str,
     pub code: Option<String>,
     pub detail: String,
+    /// SQS said the request itself was wrong (a 4xx other than throttling): retrying the same
+    /// request cannot help.
+    pub sender_fault: bool,
 }
 
 impl SqsError {
-    fn from_sdk<E, R>(operation: &'static str, err: aws_sdk_sqs::error::SdkError<E, R>) -> Self
+    fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
+        let code = err.code().map(str::to_string);
+        let client_error = matches!(err, SdkError::ServiceError(_))
+            && err
+                .raw_response()
+                .is_some_and(|r| (400..500).contains(&r.status().as_u16()));
         SqsError {
             operation,
-            code: err.code().map(str::to_string),
+            sender_fault: client_error && !code.as_deref().is_some_and(is_throttling),
+            code,
             detail: DisplayErrorContext(&err).to_string(),
+        }
+    }
+
+    fn local(operation: &'static str, detail: impl Into<String>) -> Self {
+        SqsError {
+            operation,
+            code: None,
+            detail: detail.into(),
+            sender_fault: false,
         }
     }
 
@@ -256,23 +280,116 @@ impl SqsError {
     }
 }
 
-/// A message's handle for settling it: what delete and visibility changes need.
-#[derive(Debug, Clone)]
-pub struct Settlement {
-    pub message_id: String,
-    pub receipt_handle: String,
-    /// When we received it: SQS's 12-hour visibility limit counts from here.
-    pub received_at: std::time::Instant,
+/// SQS's throttling answers (retried like its own faults, never taken as the sender's).
+fn is_throttling(code: &str) -> bool {
+    code.contains("Throttl") || code == "OverLimit" || code == "RequestLimitExceeded"
 }
 
-impl Settlement {
-    /// The longest visibility timeout SQS still accepts for this message now (its 12 hours run
-    /// from receipt), less a few seconds for clock and transit.
-    pub fn max_visibility_secs(&self) -> u64 {
-        MAX_VISIBILITY_TIMEOUT_SECS
-            .saturating_sub(self.received_at.elapsed().as_secs())
-            .saturating_sub(5)
+/// The longest visibility timeout SQS still accepts for a message received at `received_at` (its
+/// 12 hours run from receipt), less a few seconds for clock and transit.
+pub fn max_visibility_secs(received_at: Instant) -> u32 {
+    MAX_VISIBILITY_TIMEOUT_SECS
+        .saturating_sub(received_at.elapsed().as_secs())
+        .saturating_sub(5) as u32
+}
+
+/// The messages of one ReceiveMessage call.
+pub struct Received {
+    /// When the call was sent: SQS started each message's visibility timeout no earlier.
+    pub sent_at: Instant,
+    pub messages: Vec<Incoming>,
+}
+
+/// One settling entry: which lease (the caller's key), its receipt handle, and for visibility
+/// changes the timeout in seconds.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: u64,
+    pub receipt: Arc<str>,
+    pub message_id: Arc<str>,
+    pub secs: u32,
+}
+
+/// How one entry ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryResult {
+    Done,
+    /// SQS refused it for good (the sender's fault), with SQS's code.
+    Refused(String),
+    /// Still failing after every attempt.
+    GaveUp,
+}
+
+/// What carrier reads of the queue's attributes at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueAttributes {
+    /// `VisibilityTimeout`; `None` when the endpoint did not say.
+    pub visibility_timeout: Option<Duration>,
+    /// `RedrivePolicy`'s `deadLetterTargetArn`, if there is a policy.
+    pub dead_letter_target: Option<String>,
+}
+
+/// A queue named by an SQS ARN: `arn:aws:sqs:us-east-1:123456789012:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueArn {
+    pub region: String,
+    pub account: String,
+    pub name: String,
+}
+
+impl QueueArn {
+    pub fn parse(arn: &str) -> Option<QueueArn> {
+        let mut parts = arn.split(':');
+        let (Some("arn"), Some(_partition), Some("sqs"), Some(region), Some(account), Some(name)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        (parts.next().is_none() && !name.is_empty() && !account.is_empty()).then(|| QueueArn {
+            region: region.to_string(),
+            account: account.to_string(),
+            name: name.to_string(),
+        })
     }
+}
+
+/// The queue's dead-letter queue (from its `RedrivePolicy`), its URL resolved once and cached.
+/// Shared by every receiver.
+#[derive(Debug)]
+pub struct DeadLetterQueue {
+    pub arn: QueueArn,
+    url: std::sync::Mutex<Option<String>>,
+}
+
+impl DeadLetterQueue {
+    pub fn new(arn: QueueArn) -> DeadLetterQueue {
+        DeadLetterQueue {
+            arn,
+            url: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The URL, resolved with GetQueueUrl the first time it is asked for (and again only if that
+    /// failed).
+    pub async fn url(&self, queue: &SqsQueue) -> Result<String, SqsError> {
+        if let Some(url) = self.url.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(url);
+        }
+        let url = queue.url_of(&self.arn).await?;
+        *self.url.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
+        Ok(url)
+    }
+}
+
+/// The `deadLetterTargetArn` of a `RedrivePolicy` JSON document.
+fn dead_letter_target(policy: &str) -> Option<String> {
+    let policy: serde_json::Value = serde_json::from_str(policy).ok()?;
+    policy["deadLetterTargetArn"].as_str().map(str::to_string)
 }
 
 /// One resolved queue and the shared client. Cheap to clone; every receiver holds one.
@@ -280,57 +397,49 @@ impl Settlement {
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: Arc<str>,
+    fifo: bool,
     /// Set once the endpoint has refused a batch call: from then on, single calls.
     batch_unsupported: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-    log: Logger,
+    events: Events,
 }
 
 impl SqsQueue {
-    /// Resolve the queue URL, retrying with capped backoff until it works or `give_up` fires.
-    /// A missing queue or unreachable endpoint is logged (at a bounded rate), never a panic.
-    pub async fn resolve(
+    /// Resolve the queue URL, retrying with capped backoff until it works. A missing queue or
+    /// unreachable endpoint is logged (at a bounded rate), never a panic.
+    pub(crate) async fn resolve(
         client: aws_sdk_sqs::Client,
         address: &QueueAddress,
-        stats: Arc<Stats>,
-        log: Logger,
+        events: Events,
     ) -> SqsQueue {
         let url = match (&address.url, &address.name) {
             (Some(url), _) => url.clone(),
             (None, Some(name)) => {
                 let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
                 loop {
-                    match client.get_queue_url().queue_name(name).send().await {
-                        Ok(out) if out.queue_url().is_some() => {
-                            break out.queue_url().unwrap_or_default().to_string();
-                        }
-                        result => {
-                            let err = match result {
-                                Err(e) => SqsError::from_sdk("GetQueueUrl", e),
-                                Ok(_) => SqsError {
-                                    operation: "GetQueueUrl",
-                                    code: None,
-                                    detail: "the answer had no queue URL".into(),
-                                },
-                            };
-                            stats.sqs_error();
-                            let delay = backoff.next_delay();
-                            warn!(log, "failed to resolve queue URL, retrying";
-                                "queue_name" => name, "error" => %err,
-                                "retry_in_ms" => delay.as_millis() as u64);
-                            actix_rt::time::sleep(delay).await;
-                        }
-                    }
+                    let started = Instant::now();
+                    let result = client.get_queue_url().queue_name(name).send().await;
+                    events.sqs_call("GetQueueUrl", started.elapsed());
+                    let err = match result {
+                        Ok(out) => match out.queue_url {
+                            Some(url) if !url.is_empty() => break url,
+                            _ => SqsError::local("GetQueueUrl", "the answer had no queue URL"),
+                        },
+                        Err(e) => SqsError::from_sdk("GetQueueUrl", e),
+                    };
+                    let delay = backoff.next_delay();
+                    events.resolve_failed(name, &err, delay);
+                    actix_rt::time::sleep(delay).await;
                 }
             }
             (None, None) => unreachable!("settings validation requires a queue name or URL"),
         };
+        let fifo = url.ends_with(".fifo");
         SqsQueue {
             client,
             url: url.into(),
+            fifo,
             batch_unsupported: Arc::new(AtomicBool::new(false)),
-            stats,
-            log,
+            events,
         }
     }
 
@@ -338,234 +447,439 @@ impl SqsQueue {
         &self.url
     }
 
-    /// Long-poll for up to `max` messages (1–10). Messages without an id or receipt handle (which
-    /// SQS never sends) are skipped with a warning rather than crashing anything.
-    pub async fn receive(&self, max: usize) -> Result<Vec<(Settlement, Delivery)>, SqsError> {
+    /// A FIFO queue (its name ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
+    /// `VisibilityTimeout` and `RedrivePolicy`, read once at start. A few attempts; then what is
+    /// known (nothing) is returned and the caller falls back to defaults.
+    pub async fn attributes(&self) -> Result<QueueAttributes, SqsError> {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let result = self
+                .client
+                .get_queue_attributes()
+                .queue_url(self.url.as_ref())
+                .attribute_names(QueueAttributeName::VisibilityTimeout)
+                .attribute_names(QueueAttributeName::RedrivePolicy)
+                .send()
+                .await;
+            self.events
+                .sqs_call("GetQueueAttributes", started.elapsed());
+            match result {
+                Ok(out) => {
+                    let attrs = out.attributes.unwrap_or_default();
+                    return Ok(QueueAttributes {
+                        visibility_timeout: attrs
+                            .get(&QueueAttributeName::VisibilityTimeout)
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs),
+                        dead_letter_target: attrs
+                            .get(&QueueAttributeName::RedrivePolicy)
+                            .and_then(|p| dead_letter_target(p)),
+                    });
+                }
+                Err(e) => {
+                    let err = SqsError::from_sdk("GetQueueAttributes", e);
+                    self.events.attributes_failed(&err, attempt);
+                    if err.sender_fault || attempt >= 3 {
+                        return Err(err);
+                    }
+                    attempt += 1;
+                    actix_rt::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// The URL of the queue an ARN names (the dead-letter queue), with GetQueueUrl.
+    pub async fn url_of(&self, arn: &QueueArn) -> Result<String, SqsError> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .get_queue_url()
+            .queue_name(&arn.name)
+            .queue_owner_aws_account_id(&arn.account)
+            .send()
+            .await;
+        self.events.sqs_call("GetQueueUrl", started.elapsed());
+        match result {
+            Ok(out) => out
+                .queue_url
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| SqsError::local("GetQueueUrl", "the answer had no queue URL")),
+            Err(e) => Err(SqsError::from_sdk("GetQueueUrl", e)),
+        }
+    }
+
+    /// Long-poll for up to `max` messages (1–10), each made invisible for `visibility` seconds
+    /// (`None`: the queue's own timeout). Messages without an id or receipt handle (which SQS never
+    /// sends) are skipped with a warning rather than crashing anything.
+    pub async fn receive(&self, max: usize, visibility: Option<u32>) -> Result<Received, SqsError> {
         let max = max.clamp(1, MAX_BATCH_SIZE) as i32;
-        #[allow(deprecated)] // older emulators only know the deprecated AttributeNames field
-        let out = self
+        let mut system = vec![
+            MessageSystemAttributeName::ApproximateReceiveCount,
+            MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+            MessageSystemAttributeName::SentTimestamp,
+            MessageSystemAttributeName::SenderId,
+            MessageSystemAttributeName::AwsTraceHeader,
+        ];
+        if self.fifo {
+            system.push(MessageSystemAttributeName::MessageGroupId);
+            system.push(MessageSystemAttributeName::SequenceNumber);
+        }
+        // Older emulators only know the deprecated AttributeNames field: name them there too.
+        let legacy = system
+            .iter()
+            .map(|a| QueueAttributeName::from(a.as_str()))
+            .collect();
+        let sent_at = Instant::now();
+        #[allow(deprecated)]
+        let result = self
             .client
             .receive_message()
             .queue_url(self.url.as_ref())
             .max_number_of_messages(max)
             .wait_time_seconds(MAX_WAIT_TIME_SECS)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .set_visibility_timeout(visibility.map(|v| v as i32))
+            .set_message_system_attribute_names(Some(system))
+            .set_attribute_names(Some(legacy))
             .message_attribute_names("All")
             .send()
-            .await
-            .map_err(|e| SqsError::from_sdk("ReceiveMessage", e))?;
-        let received_at = std::time::Instant::now();
-        let mut received = Vec::with_capacity(out.messages().len());
+            .await;
+        self.events.sqs_call("ReceiveMessage", sent_at.elapsed());
+        let out = result.map_err(|e| SqsError::from_sdk("ReceiveMessage", e))?;
+        let mut messages = Vec::with_capacity(out.messages().len());
         for message in out.messages.unwrap_or_default() {
-            let (Some(message_id), Some(receipt_handle)) =
-                (message.message_id, message.receipt_handle)
+            let (Some(message_id), Some(receipt)) = (message.message_id, message.receipt_handle)
             else {
-                warn!(self.log, "skipping a message without id or receipt handle");
+                warn!(
+                    self.events.log(),
+                    "skipping a message without id or receipt handle"
+                );
                 continue;
             };
-            let mut attrs = message.attributes.unwrap_or_default();
-            let mut take = |name: MessageSystemAttributeName| attrs.remove(&name);
+            let mut system = message.attributes.unwrap_or_default();
+            let mut take = |name: MessageSystemAttributeName| system.remove(&name);
+            let mut attributes: Vec<Attribute> = message
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, v)| {
+                    let value = if v.data_type.starts_with("Binary") {
+                        AttributeValue::Binary(
+                            v.binary_value
+                                .map(|b| b.into_inner())
+                                .unwrap_or_default()
+                                .into(),
+                        )
+                    } else {
+                        AttributeValue::Text(v.string_value.unwrap_or_default())
+                    };
+                    Attribute {
+                        name,
+                        data_type: v.data_type,
+                        value,
+                    }
+                })
+                .collect();
+            attributes.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             let delivery = Delivery {
-                message_id: message_id.clone(),
-                body: message.body.unwrap_or_default(),
-                content_type: message
-                    .message_attributes
-                    .as_ref()
-                    .and_then(|a| a.get(CONTENT_TYPE_ATTRIBUTE))
-                    .and_then(|v| v.string_value().map(str::to_string)),
+                message_id: message_id.into(),
+                body: message.body.unwrap_or_default().into_bytes().into(),
                 receive_count: take(MessageSystemAttributeName::ApproximateReceiveCount),
                 first_receive_time: take(
                     MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
                 ),
                 sent_time: take(MessageSystemAttributeName::SentTimestamp),
+                sender_id: take(MessageSystemAttributeName::SenderId),
+                group_id: take(MessageSystemAttributeName::MessageGroupId).map(Into::into),
+                sequence_number: take(MessageSystemAttributeName::SequenceNumber),
+                trace_header: take(MessageSystemAttributeName::AwsTraceHeader),
+                attributes,
             };
-            received.push((
-                Settlement {
-                    message_id,
-                    receipt_handle,
-                    received_at,
-                },
-                delivery,
-            ));
+            messages.push(Incoming {
+                receipt: receipt.into(),
+                delivery: Arc::new(delivery),
+            });
         }
-        Ok(received)
+        Ok(Received { sent_at, messages })
     }
 
-    /// Delete acknowledged messages (any number; sent in batches of 10).
-    pub async fn delete(&self, entries: Vec<Settlement>) {
-        let entries = entries.into_iter().map(|s| (s, 0)).collect();
+    /// Sends a message, body and attributes unchanged, to another queue (the dead-letter queue).
+    /// Retried like the settling actions; a sender fault is not retried.
+    pub async fn send_copy(&self, to_url: &str, delivery: &Delivery) -> Result<(), SqsError> {
+        let body = String::from_utf8_lossy(&delivery.body).into_owned();
+        let attributes: HashMap<String, MessageAttributeValue> = delivery
+            .attributes
+            .iter()
+            .filter_map(|a| {
+                let builder = MessageAttributeValue::builder().data_type(&a.data_type);
+                let builder = match &a.value {
+                    AttributeValue::Text(t) => builder.string_value(t),
+                    AttributeValue::Binary(b) => builder.binary_value(Blob::new(b.to_vec())),
+                };
+                builder.build().ok().map(|v| (a.name.clone(), v))
+            })
+            .collect();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .client
+                .send_message()
+                .queue_url(to_url)
+                .message_body(body.clone())
+                .set_message_attributes((!attributes.is_empty()).then(|| attributes.clone()));
+            if let Some(trace) = &delivery.trace_header {
+                if let Ok(value) = MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(trace)
+                    .build()
+                {
+                    request = request.message_system_attributes(
+                        MessageSystemAttributeNameForSends::AwsTraceHeader,
+                        value,
+                    );
+                }
+            }
+            if to_url.ends_with(".fifo") {
+                request = request
+                    .message_group_id(delivery.group_id.as_deref().unwrap_or("carrier"))
+                    .message_deduplication_id(delivery.message_id.as_ref());
+            }
+            let started = Instant::now();
+            let result = request.send().await;
+            self.events.sqs_call("SendMessage", started.elapsed());
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let err = SqsError::from_sdk("SendMessage", e);
+                    if err.sender_fault || attempt >= ACTION_ATTEMPTS {
+                        return Err(err);
+                    }
+                    self.events.settle_call_failed(&err, attempt, 1);
+                    attempt += 1;
+                    actix_rt::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Delete messages (any number; sent in batches of 10). Every entry gets its result.
+    pub async fn delete(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
         self.settle(Action::Delete, entries).await
     }
 
-    /// Change visibility timeouts, each entry with its own timeout in seconds (clamped to what SQS
-    /// still accepts for that message).
-    pub async fn change_visibility(&self, entries: Vec<(Settlement, u64)>) {
-        let entries = entries
-            .into_iter()
-            .map(|(s, secs)| {
-                let secs = secs.min(s.max_visibility_secs()) as i32;
-                (s, secs)
-            })
-            .collect();
+    /// Change visibility timeouts, each entry with its own timeout in seconds.
+    pub async fn change_visibility(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
         self.settle(Action::ChangeVisibility, entries).await
     }
 
     /// Runs one kind of action over entries: batches of 10, retrying failed calls and failed
     /// entries that were not the sender's fault, up to [`ACTION_ATTEMPTS`] times.
-    async fn settle(&self, action: Action, mut pending: Vec<(Settlement, i32)>) {
+    async fn settle(&self, action: Action, mut pending: Vec<Entry>) -> Vec<(u64, EntryResult)> {
+        let mut results = Vec::with_capacity(pending.len());
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 1..=ACTION_ATTEMPTS {
             let mut retry = Vec::new();
             for chunk in pending.chunks(MAX_BATCH_SIZE) {
-                let result = if self.batch_unsupported.load(Ordering::Relaxed) {
-                    self.settle_singly(action, chunk).await
+                let outcome = if self.batch_unsupported.load(Ordering::Relaxed) {
+                    Ok(self.settle_singly(action, chunk).await)
                 } else {
                     match self.settle_batch(action, chunk).await {
                         Err(e) if e.is_unsupported_operation() => {
-                            warn!(self.log, "endpoint has no batch API; using single calls";
-                                "operation" => e.operation);
+                            self.events.no_batch_api(e.operation);
                             self.batch_unsupported.store(true, Ordering::Relaxed);
-                            self.settle_singly(action, chunk).await
+                            Ok(self.settle_singly(action, chunk).await)
                         }
                         other => other,
                     }
                 };
-                match result {
-                    Ok(failed) => retry.extend(failed.into_iter().map(|i| chunk[i].clone())),
+                match outcome {
+                    Ok(per_entry) => {
+                        for (entry, result) in chunk.iter().zip(per_entry) {
+                            match result {
+                                Some(result) => results.push((entry.key, result)),
+                                None => retry.push(entry.clone()),
+                            }
+                        }
+                    }
+                    Err(e) if e.sender_fault => {
+                        // The whole request was refused (e.g. the queue is gone): retrying the
+                        // same request cannot help.
+                        self.events.settle_call_failed(&e, attempt, chunk.len());
+                        let code = e.code.clone().unwrap_or_default();
+                        results.extend(
+                            chunk
+                                .iter()
+                                .map(|en| (en.key, EntryResult::Refused(code.clone()))),
+                        );
+                    }
                     Err(e) => {
-                        self.stats.sqs_error();
-                        warn!(self.log, "SQS call failed"; "error" => %e, "attempt" => attempt,
-                            "entries" => chunk.len());
+                        self.events.settle_call_failed(&e, attempt, chunk.len());
                         retry.extend(chunk.iter().cloned());
                     }
                 }
             }
             if retry.is_empty() {
-                return;
+                return results;
             }
             pending = retry;
             if attempt < ACTION_ATTEMPTS {
                 actix_rt::time::sleep(backoff.next_delay()).await;
             }
         }
-        for (s, _) in &pending {
-            slog::error!(self.log, "giving up on SQS action; the message reappears after its visibility timeout";
-                "action" => action.name(), "message_id" => &s.message_id);
+        for entry in pending {
+            self.events.gave_up(action.name(), &entry.message_id);
+            results.push((entry.key, EntryResult::GaveUp));
         }
+        results
     }
 
-    /// One batch call. Returns the indexes (into `chunk`) of entries worth retrying; entries that
-    /// failed through the sender's fault (e.g. an expired receipt handle) are logged and dropped.
+    /// One batch call. Per entry of `chunk`: its result, or `None` to retry it (SQS's fault, or
+    /// an entry the answer did not mention).
     async fn settle_batch(
         &self,
         action: Action,
-        chunk: &[(Settlement, i32)],
-    ) -> Result<Vec<usize>, SqsError> {
+        chunk: &[Entry],
+    ) -> Result<Vec<Option<EntryResult>>, SqsError> {
+        let operation = action.batch_operation();
         // Entry ids are our indexes: unique within the call whatever the message ids are.
-        let failed = match action {
+        let started = Instant::now();
+        let (successful, failed) = match action {
             Action::Delete => {
                 let entries = chunk
                     .iter()
                     .enumerate()
-                    .map(|(i, (s, _))| {
+                    .map(|(i, e)| {
                         DeleteMessageBatchRequestEntry::builder()
                             .id(i.to_string())
-                            .receipt_handle(&s.receipt_handle)
+                            .receipt_handle(e.receipt.as_ref())
                             .build()
                             .expect("id and receipt handle are set")
                     })
                     .collect();
-                let out = self
+                let result = self
                     .client
                     .delete_message_batch()
                     .queue_url(self.url.as_ref())
                     .set_entries(Some(entries))
                     .send()
-                    .await
-                    .map_err(|e| SqsError::from_sdk("DeleteMessageBatch", e))?;
-                out.failed
+                    .await;
+                self.events.sqs_call(operation, started.elapsed());
+                let out = result.map_err(|e| SqsError::from_sdk(operation, e))?;
+                let ok: Vec<String> = out.successful.into_iter().map(|s| s.id).collect();
+                (ok, out.failed)
             }
             Action::ChangeVisibility => {
                 let entries = chunk
                     .iter()
                     .enumerate()
-                    .map(|(i, (s, secs))| {
+                    .map(|(i, e)| {
                         ChangeMessageVisibilityBatchRequestEntry::builder()
                             .id(i.to_string())
-                            .receipt_handle(&s.receipt_handle)
-                            .visibility_timeout(*secs)
+                            .receipt_handle(e.receipt.as_ref())
+                            .visibility_timeout(e.secs as i32)
                             .build()
                             .expect("id and receipt handle are set")
                     })
                     .collect();
-                let out = self
+                let result = self
                     .client
                     .change_message_visibility_batch()
                     .queue_url(self.url.as_ref())
                     .set_entries(Some(entries))
                     .send()
-                    .await
-                    .map_err(|e| SqsError::from_sdk("ChangeMessageVisibilityBatch", e))?;
-                out.failed
+                    .await;
+                self.events.sqs_call(operation, started.elapsed());
+                let out = result.map_err(|e| SqsError::from_sdk(operation, e))?;
+                let ok: Vec<String> = out.successful.into_iter().map(|s| s.id).collect();
+                (ok, out.failed)
             }
         };
-        let mut retry = Vec::new();
-        for entry in failed {
-            let Some(index) = entry.id.parse::<usize>().ok().filter(|i| *i < chunk.len()) else {
-                continue;
-            };
-            let message_id = &chunk[index].0.message_id;
-            self.stats.sqs_error();
-            if entry.sender_fault {
-                warn!(self.log, "SQS rejected an entry; the message reappears after its visibility timeout";
-                    "action" => action.name(), "message_id" => message_id, "code" => &entry.code,
-                    "detail" => entry.message.as_deref().unwrap_or(""));
-            } else {
-                debug!(self.log, "SQS failed an entry, retrying";
-                    "action" => action.name(), "message_id" => message_id, "code" => &entry.code);
-                retry.push(index);
+        let index = |id: &str| id.parse::<usize>().ok().filter(|i| *i < chunk.len());
+        let mut results: Vec<Option<EntryResult>> = vec![None; chunk.len()];
+        for id in &successful {
+            match index(id) {
+                Some(i) => results[i] = Some(EntryResult::Done),
+                None => self.events.unknown_entry(operation, id),
             }
         }
-        Ok(retry)
+        for entry in failed {
+            let Some(i) = index(&entry.id) else {
+                self.events.unknown_entry(operation, &entry.id);
+                continue;
+            };
+            let message_id = &chunk[i].message_id;
+            if entry.sender_fault {
+                self.events.entry_rejected(
+                    operation,
+                    action.name(),
+                    message_id,
+                    &entry.code,
+                    entry.message.as_deref().unwrap_or(""),
+                );
+                results[i] = Some(EntryResult::Refused(entry.code));
+            } else {
+                self.events
+                    .entry_failed(operation, action.name(), message_id, &entry.code);
+            }
+        }
+        Ok(results)
     }
 
-    /// The fallback: one call per entry. Returns the indexes worth retrying.
-    async fn settle_singly(
-        &self,
-        action: Action,
-        chunk: &[(Settlement, i32)],
-    ) -> Result<Vec<usize>, SqsError> {
-        let mut retry = Vec::new();
-        for (i, (s, secs)) in chunk.iter().enumerate() {
+    /// The fallback: one call per entry. Per entry: its result, or `None` to retry it.
+    async fn settle_singly(&self, action: Action, chunk: &[Entry]) -> Vec<Option<EntryResult>> {
+        let mut results = Vec::with_capacity(chunk.len());
+        let operation = action.single_operation();
+        for e in chunk {
+            let started = Instant::now();
             let result = match action {
                 Action::Delete => self
                     .client
                     .delete_message()
                     .queue_url(self.url.as_ref())
-                    .receipt_handle(&s.receipt_handle)
+                    .receipt_handle(e.receipt.as_ref())
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| SqsError::from_sdk("DeleteMessage", e)),
+                    .map_err(|err| SqsError::from_sdk(operation, err)),
                 Action::ChangeVisibility => self
                     .client
                     .change_message_visibility()
                     .queue_url(self.url.as_ref())
-                    .receipt_handle(&s.receipt_handle)
-                    .visibility_timeout(*secs)
+                    .receipt_handle(e.receipt.as_ref())
+                    .visibility_timeout(e.secs as i32)
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| SqsError::from_sdk("ChangeMessageVisibility", e)),
+                    .map_err(|err| SqsError::from_sdk(operation, err)),
             };
-            if let Err(e) = result {
-                self.stats.sqs_error();
-                warn!(self.log, "SQS call failed"; "error" => %e, "message_id" => &s.message_id);
-                retry.push(i);
-            }
+            self.events.sqs_call(operation, started.elapsed());
+            results.push(match result {
+                Ok(()) => Some(EntryResult::Done),
+                Err(err) if err.sender_fault => {
+                    let code = err.code.clone().unwrap_or_default();
+                    self.events.entry_rejected(
+                        operation,
+                        action.name(),
+                        &e.message_id,
+                        &code,
+                        &err.detail,
+                    );
+                    Some(EntryResult::Refused(code))
+                }
+                Err(err) => {
+                    self.events.settle_call_failed(&err, 1, 1);
+                    None
+                }
+            });
         }
-        Ok(retry)
+        results
     }
 }
 
@@ -580,6 +894,20 @@ impl Action {
         match self {
             Action::Delete => "delete",
             Action::ChangeVisibility => "change_visibility",
+        }
+    }
+
+    fn batch_operation(self) -> &'static str {
+        match self {
+            Action::Delete => "DeleteMessageBatch",
+            Action::ChangeVisibility => "ChangeMessageVisibilityBatch",
+        }
+    }
+
+    fn single_operation(self) -> &'static str {
+        match self {
+            Action::Delete => "DeleteMessage",
+            Action::ChangeVisibility => "ChangeMessageVisibility",
         }
     }
 }
@@ -617,12 +945,40 @@ mod tests {
 
     #[test]
     fn visibility_is_capped_by_the_time_left_since_receipt() {
-        let s = Settlement {
-            message_id: "m".into(),
-            receipt_handle: "r".into(),
-            received_at: std::time::Instant::now() - Duration::from_secs(60),
-        };
-        assert_eq!(s.max_visibility_secs(), 43_200 - 60 - 5);
+        let received_at = Instant::now() - Duration::from_secs(60);
+        assert_eq!(max_visibility_secs(received_at), 43_200 - 60 - 5);
+    }
+
+    #[test]
+    fn queue_arns_parse_and_odd_ones_do_not() {
+        assert_eq!(
+            QueueArn::parse("arn:aws:sqs:us-east-1:123456789012:jobs-dlq"),
+            Some(QueueArn {
+                region: "us-east-1".into(),
+                account: "123456789012".into(),
+                name: "jobs-dlq".into()
+            })
+        );
+        for bad in [
+            "",
+            "jobs-dlq",
+            "arn:aws:sns:us-east-1:1:x",
+            "arn:aws:sqs:us-east-1:1:",
+            "arn:aws:sqs::1:x:y",
+        ] {
+            assert_eq!(QueueArn::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redrive_policy_names_its_target() {
+        let p = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:dlq","maxReceiveCount":"3"}"#;
+        assert_eq!(
+            dead_letter_target(p).as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:dlq")
+        );
+        assert_eq!(dead_letter_target("not json"), None);
+        assert_eq!(dead_letter_target("{}"), None);
     }
 
     #[test]

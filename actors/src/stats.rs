@@ -1,23 +1,61 @@
-//! Counters shared by every actor: what the stat log prints and what tests and (later) metrics read.
+//! The numbers of one carrier system: Prometheus metrics (what `/metrics` serves), a snapshot of
+//! them (what the stat log line, tests and the admin endpoint read), and the rate limits of
+//! repeated warnings.
 //!
-//! Plain atomics, incremented at the one place each event happens; no locks, no allocation.
+//! Nothing here decides when something happened: `events.rs` is the one place that records each
+//! event, here and in the log at once, so the views never disagree.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// Live counters of one carrier system.
-#[derive(Debug, Default)]
-pub struct Stats {
-    received: AtomicU64,
-    acked: AtomicU64,
-    retried: AtomicU64,
-    nacked: AtomicU64,
-    released: AtomicU64,
-    in_flight: AtomicI64,
-    sqs_errors: AtomicU64,
-    restarts: AtomicU64,
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// One fixed label: `[("operation", "ReceiveMessage")]`.
+pub(crate) type Label = [(&'static str, &'static str); 1];
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
-/// A point-in-time copy of [`Stats`].
+/// Every metric carrier exports. Counters are monotonic; `in_flight` is a gauge.
+#[derive(Debug)]
+pub struct Stats {
+    pub(crate) received: Counter,
+    pub(crate) acked: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) nacked: Family<Label, Counter>,
+    pub(crate) nacked_total: Counter,
+    pub(crate) released: Counter,
+    pub(crate) dead_lettered: Counter,
+    pub(crate) in_flight: Gauge,
+    pub(crate) webhook_latency: Family<Label, Histogram, fn() -> Histogram>,
+    pub(crate) sqs_errors: Family<Label, Counter>,
+    pub(crate) sqs_errors_total: Counter,
+    pub(crate) sqs_latency: Family<Label, Histogram, fn() -> Histogram>,
+    pub(crate) extensions: Counter,
+    pub(crate) restarts: Family<Label, Counter>,
+    pub(crate) restarts_total: Counter,
+    /// Log lines the asynchronous log drain dropped (its queue was full).
+    pub log_lines_dropped: Counter,
+    registry: Registry,
+    /// Repeated warnings, bounded per kind (see [`Stats::throttle`]).
+    throttles: Mutex<Vec<Throttle>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+/// A point-in-time copy of the totals, for the stat line, tests and embedding programs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Messages received from SQS.
@@ -26,62 +64,195 @@ pub struct StatsSnapshot {
     pub acked: u64,
     /// Deliveries answered with a usable Retry-After.
     pub retried: u64,
-    /// Deliveries that failed (left to the visibility timeout).
+    /// Deliveries that failed (the Nack policy applied).
     pub nacked: u64,
-    /// Messages handed back to SQS unsent at shutdown.
+    /// Messages handed back to SQS unsent (shutdown, FIFO order).
     pub released: u64,
-    /// Deliveries currently running.
+    /// Messages moved to the dead-letter queue at the webhook's request.
+    pub dead_lettered: u64,
+    /// Messages held right now, from receipt until their last SQS action is confirmed.
     pub in_flight: i64,
     /// Failed SQS calls and failed batch entries.
     pub sqs_errors: u64,
+    /// Visibility timeouts extended by the heartbeat.
+    pub extensions: u64,
     /// Actor restarts performed by supervision.
     pub restarts: u64,
 }
 
-macro_rules! bump {
-    ($($name:ident => $field:ident),* $(,)?) => {
-        $(pub(crate) fn $name(&self) { self.$field.fetch_add(1, Ordering::Relaxed); })*
-    };
-}
-
 impl Stats {
-    bump! {
-        acked => acked,
-        retried => retried,
-        nacked => nacked,
-        sqs_error => sqs_errors,
-        restarted => restarts,
+    pub fn new() -> Stats {
+        let mut registry = Registry::with_prefix("carrier");
+        let stats = Stats {
+            received: Counter::default(),
+            acked: Counter::default(),
+            retried: Counter::default(),
+            nacked: Family::default(),
+            nacked_total: Counter::default(),
+            released: Counter::default(),
+            dead_lettered: Counter::default(),
+            in_flight: Gauge::default(),
+            webhook_latency: Family::new_with_constructor(latency_histogram),
+            sqs_errors: Family::default(),
+            sqs_errors_total: Counter::default(),
+            sqs_latency: Family::new_with_constructor(latency_histogram),
+            extensions: Counter::default(),
+            restarts: Family::default(),
+            restarts_total: Counter::default(),
+            log_lines_dropped: Counter::default(),
+            registry: Registry::default(),
+            throttles: Mutex::new(Vec::new()),
+        };
+        registry.register(
+            "build",
+            "carrier's version",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let r = &mut registry;
+        r.register(
+            "messages_received",
+            "Messages received from SQS",
+            stats.received.clone(),
+        );
+        r.register(
+            "messages_acked",
+            "Messages the webhook accepted (then deleted)",
+            stats.acked.clone(),
+        );
+        r.register(
+            "messages_retried",
+            "Messages the webhook asked to see again later (429/503 with Retry-After)",
+            stats.retried.clone(),
+        );
+        r.register(
+            "messages_nacked",
+            "Failed deliveries, by reason (status, timeout, connect, ...)",
+            stats.nacked.clone(),
+        );
+        r.register(
+            "messages_released",
+            "Messages handed back to SQS unsent (shutdown, FIFO order)",
+            stats.released.clone(),
+        );
+        r.register(
+            "messages_dead_lettered",
+            "Messages moved to the dead-letter queue at the webhook's request",
+            stats.dead_lettered.clone(),
+        );
+        r.register(
+            "messages_in_flight",
+            "Messages held, from receipt until their last SQS action is confirmed",
+            stats.in_flight.clone(),
+        );
+        r.register_with_unit(
+            "webhook_request_duration",
+            "Webhook request latency, by status class (2xx, 4xx, 5xx, timeout, error, ...)",
+            Unit::Seconds,
+            stats.webhook_latency.clone(),
+        );
+        r.register(
+            "sqs_errors",
+            "Failed SQS calls and failed batch entries, by operation",
+            stats.sqs_errors.clone(),
+        );
+        r.register_with_unit(
+            "sqs_request_duration",
+            "SQS call latency, by operation",
+            Unit::Seconds,
+            stats.sqs_latency.clone(),
+        );
+        r.register(
+            "visibility_extensions",
+            "Visibility timeouts extended by the heartbeat",
+            stats.extensions.clone(),
+        );
+        r.register(
+            "actor_restarts",
+            "Actor restarts performed by supervision, by actor",
+            stats.restarts.clone(),
+        );
+        r.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log output could not keep up",
+            stats.log_lines_dropped.clone(),
+        );
+        Stats { registry, ..stats }
     }
 
-    pub(crate) fn received(&self, n: usize) {
-        self.received.fetch_add(n as u64, Ordering::Relaxed);
-        self.in_flight.fetch_add(n as i64, Ordering::Relaxed);
-    }
-
-    /// A delivery finished (whatever its outcome) or was released unsent.
-    pub(crate) fn settled(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Messages handed back to SQS unsent: no longer in flight.
-    pub(crate) fn released(&self, n: usize) {
-        self.released.fetch_add(n as u64, Ordering::Relaxed);
-        self.in_flight.fetch_sub(n as i64, Ordering::Relaxed);
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
-            received: get(&self.received),
-            acked: get(&self.acked),
-            retried: get(&self.retried),
-            nacked: get(&self.nacked),
-            released: get(&self.released),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            sqs_errors: get(&self.sqs_errors),
-            restarts: get(&self.restarts),
+            received: self.received.get(),
+            acked: self.acked.get(),
+            retried: self.retried.get(),
+            nacked: self.nacked_total.get(),
+            released: self.released.get(),
+            dead_lettered: self.dead_lettered.get(),
+            in_flight: self.in_flight.get(),
+            sqs_errors: self.sqs_errors_total.get(),
+            extensions: self.extensions.get(),
+            restarts: self.restarts_total.get(),
         }
     }
+
+    /// Whether a warning of `kind` may be logged now. At most [`THROTTLE_BURST`] per kind in each
+    /// [`THROTTLE_WINDOW`]; the rest are counted, and [`Stats::take_suppressed`] reports them.
+    pub(crate) fn throttle(&self, kind: &'static str) -> bool {
+        let now = Instant::now();
+        let mut throttles = self.throttles.lock().unwrap_or_else(|e| e.into_inner());
+        let t = match throttles.iter_mut().position(|t| t.kind == kind) {
+            Some(i) => &mut throttles[i],
+            None => {
+                throttles.push(Throttle {
+                    kind,
+                    window_start: now,
+                    logged: 0,
+                    suppressed: 0,
+                });
+                throttles.last_mut().expect("just pushed")
+            }
+        };
+        if now.duration_since(t.window_start) >= THROTTLE_WINDOW {
+            t.window_start = now;
+            t.logged = 0;
+        }
+        if t.logged < THROTTLE_BURST {
+            t.logged += 1;
+            true
+        } else {
+            t.suppressed += 1;
+            false
+        }
+    }
+
+    /// Kinds of warning suppressed since the last call, with how many.
+    pub(crate) fn take_suppressed(&self) -> Vec<(&'static str, u64)> {
+        let mut throttles = self.throttles.lock().unwrap_or_else(|e| e.into_inner());
+        throttles
+            .iter_mut()
+            .filter(|t| t.suppressed > 0)
+            .map(|t| (t.kind, std::mem::take(&mut t.suppressed)))
+            .collect()
+    }
+}
+
+/// At most this many warnings of one kind per window...
+const THROTTLE_BURST: u32 = 10;
+/// ...of this length; the supervisor logs a summary of the rest once per window.
+pub(crate) const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Throttle {
+    kind: &'static str,
+    window_start: Instant,
+    logged: u32,
+    suppressed: u64,
 }
 
 /// Resident set size in bytes and thread count of this process, from `/proc/self/status`
@@ -103,13 +274,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn in_flight_follows_receive_and_settle() {
-        let s = Stats::default();
-        s.received(3);
-        s.settled();
-        s.acked();
-        let snap = s.snapshot();
-        assert_eq!((snap.received, snap.in_flight, snap.acked), (3, 2, 1));
+    fn metrics_are_served_in_prometheus_text_format() {
+        let s = Stats::new();
+        s.received.inc_by(3);
+        s.sqs_errors
+            .get_or_create(&[("operation", "ReceiveMessage")])
+            .inc();
+        let text = s.encode();
+        assert!(text.contains("carrier_messages_received_total 3"), "{text}");
+        assert!(
+            text.contains("carrier_sqs_errors_total{operation=\"ReceiveMessage\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("carrier_build_info{version="), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn repeated_warnings_are_bounded_per_kind_and_counted() {
+        let s = Stats::new();
+        let logged = (0..25).filter(|_| s.throttle("nack")).count();
+        assert_eq!(logged, THROTTLE_BURST as usize);
+        assert!(s.throttle("other"), "kinds are independent");
+        assert_eq!(s.take_suppressed(), [("nack", 15)]);
+        assert!(s.take_suppressed().is_empty());
     }
 
     #[test]

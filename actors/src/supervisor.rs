@@ -1,24 +1,35 @@
-//! The `Supervisor` actor: runs startup (client, queue resolution), starts the children under
-//! actix supervision, gates receiving on the health check, and runs the drain on shutdown or when
-//! the webhook goes offline. It knows lifecycles, not messages.
+//! The `Supervisor` actor: runs startup (client, queue resolution, the queue's attributes and
+//! dead-letter queue), starts the children under actix supervision, gates receiving on the health
+//! check (pausing or draining when the webhook goes offline), ends an idle run when asked to, and
+//! runs the drain on shutdown. It knows lifecycles, not messages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{info, o, warn, Logger};
+use slog::{error, info, o, warn, Logger};
 use tokio::sync::oneshot;
 
-use crate::health::HealthCheckActor;
-use crate::messages::{Crash, Drain, Fault, HealthReport, Inject, Resume, Shutdown};
-use crate::receiver::SqsReceiverActor;
-use crate::sqs::{self, SqsQueue};
-use crate::stats::{process_usage, Stats};
+use crate::events::Events;
+use crate::health::{HealthCheckActor, OfflineAction};
+use crate::lease::{Ledger, LedgerSettings};
+use crate::messages::{Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, Resume, Shutdown};
+use crate::receiver::{ReceiverParts, SqsReceiverActor};
+use crate::sqs::{self, DeadLetterQueue, QueueArn, SqsQueue};
+use crate::stats::{process_usage, Stats, THROTTLE_WINDOW};
 use crate::transmitter::WebhookTransmitterActor;
 use crate::{ExitReason, Settings};
 
 /// After the shutdown timeout, how long flushing the last deletes may take before we exit anyway.
-const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// With the default shutdown timeout (20 s) the whole drain stays inside Kubernetes' default
+/// 30 s termination grace period, with 5 s to spare.
+pub(crate) const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// The visibility timeout assumed when the queue does not say (SQS's own default).
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+/// A delivery is extended at most this long past its request timeout (the bounded body read,
+/// then settling).
+const DELIVERY_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -29,12 +40,30 @@ enum Phase {
     Draining,
 }
 
+/// What `/readyz` reports: ready while the queue is resolved, the webhook online (or not
+/// health-checked), receiving, and not draining.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    resolved: AtomicBool,
+    online: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.resolved.load(Ordering::Relaxed)
+            && self.online.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) struct Supervisor {
     settings: Arc<Settings>,
-    stats: Arc<Stats>,
+    events: Events,
+    tls: Arc<rustls::ClientConfig>,
+    readiness: Arc<Readiness>,
     /// The root logger children derive theirs from (each with its own `source`).
     root_log: Logger,
-    log: Logger,
     phase: Phase,
     /// The startup future, cancelled if shutdown comes first.
     startup: Option<SpawnHandle>,
@@ -43,21 +72,35 @@ pub(crate) struct Supervisor {
     health: Option<Addr<HealthCheckActor>>,
     /// "carrier has arrived" was logged and receiving began.
     arrived: bool,
+    /// Receiving is paused (the webhook is offline, offline action `pause`).
+    paused: bool,
+    /// `CARRIER_EXIT_WHEN_IDLE`: the received count last seen, and since when it has not moved.
+    idle_since: (u64, Instant),
     /// Fired once with how the system ended.
     exit: Option<oneshot::Sender<ExitReason>>,
+}
+
+/// What startup found out about the queue.
+struct Started {
+    queue: SqsQueue,
+    visibility: Duration,
+    dead_letter: Option<Arc<DeadLetterQueue>>,
 }
 
 impl Supervisor {
     pub(crate) fn new(
         settings: Arc<Settings>,
         stats: Arc<Stats>,
+        tls: Arc<rustls::ClientConfig>,
+        readiness: Arc<Readiness>,
         root_log: Logger,
         exit: oneshot::Sender<ExitReason>,
     ) -> Self {
         Supervisor {
             settings,
-            stats,
-            log: root_log.new(o!("source" => "supervisor")),
+            events: Events::new(stats, root_log.new(o!("source" => "supervisor"))),
+            tls,
+            readiness,
             root_log,
             phase: Phase::Starting,
             startup: None,
@@ -65,41 +108,113 @@ impl Supervisor {
             transmitters: Vec::new(),
             health: None,
             arrived: false,
+            paused: false,
+            idle_since: (0, Instant::now()),
             exit: Some(exit),
         }
     }
 
-    fn start_children(&mut self, queue: SqsQueue, ctx: &mut Context<Self>) {
+    fn log(&self) -> &Logger {
+        self.events.log()
+    }
+
+    /// Resolves the queue, reads its visibility timeout and dead-letter queue.
+    async fn startup(settings: Arc<Settings>, events: Events) -> Started {
+        let client = sqs::client(&settings.queue).await;
+        let queue = SqsQueue::resolve(client, &settings.queue, events.clone()).await;
+        let log = events.log();
+        let attributes = match queue.attributes().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(log, "could not read the queue's attributes; no dead-letter queue known";
+                    "error" => %e);
+                Default::default()
+            }
+        };
+        let visibility = match (settings.visibility_timeout, attributes.visibility_timeout) {
+            (Some(v), _) => v,
+            (None, Some(v)) => v,
+            (None, None) => {
+                warn!(log, "the queue did not say its visibility timeout; assuming 30 s";
+                    "visibility_timeout_s" => DEFAULT_VISIBILITY.as_secs());
+                DEFAULT_VISIBILITY
+            }
+        };
+        let dead_letter = match attributes.dead_letter_target {
+            None => None,
+            Some(target) => match QueueArn::parse(&target) {
+                Some(arn) => {
+                    let dlq = Arc::new(DeadLetterQueue::new(arn));
+                    if let Err(e) = dlq.url(&queue).await {
+                        error!(log, "cannot resolve the dead-letter queue yet; will try again when a message is dead-lettered";
+                            "dead_letter_queue" => &dlq.arn.name, "error" => %e);
+                    }
+                    Some(dlq)
+                }
+                None => {
+                    error!(log, "the queue's RedrivePolicy names a dead-letter queue that is not an SQS ARN; dead-lettering is off";
+                        "dead_letter_target" => target);
+                    None
+                }
+            },
+        };
+        Started {
+            queue,
+            visibility,
+            dead_letter,
+        }
+    }
+
+    fn start_children(&mut self, started: Started, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let s = &*settings;
-        info!(self.log, "queue resolved"; "queue_url" => queue.url());
-        let https = s.webhook.endpoint.starts_with("https:")
-            || s.health_check
-                .as_ref()
-                .is_some_and(|h| h.endpoint.starts_with("https:"));
-        let tls = crate::http::tls_config(https, s.webhook.tls_insecure_skip_verify);
+        let queue = started.queue;
+        info!(self.log(), "queue resolved"; "queue_url" => queue.url(), "fifo" => queue.is_fifo(),
+            "visibility_timeout_s" => started.visibility.as_secs(),
+            "dead_letter_queue" => started.dead_letter.as_ref().map(|d| d.arn.name.clone()));
+        self.readiness.resolved.store(true, Ordering::Relaxed);
         let webhook = Arc::new(s.webhook.clone());
         let queue_name = s.queue.display_name();
+        let ledger = LedgerSettings {
+            slots: s.workers_per_receiver.max(1),
+            fifo: queue.is_fifo(),
+            visibility: started.visibility,
+            heartbeat: started.visibility >= Duration::from_secs(1),
+            delivery_bound: s.webhook.request_timeout + DELIVERY_MARGIN,
+            nack: s.nack,
+            min_retry_delay: s.min_retry_delay,
+        };
+        let receive_visibility = s.visibility_timeout.map(|v| v.as_secs() as u32);
         for id in 0..s.receivers {
-            let (webhook, tls, stats) = (webhook.clone(), tls.clone(), self.stats.clone());
-            let log = self.root_log.new(o!("source" => "transmitter"));
+            let (webhook, tls) = (webhook.clone(), self.tls.clone());
+            let events = self
+                .events
+                .with_log(self.root_log.new(o!("source" => "transmitter")));
             let max_connections = s.workers_per_receiver;
             let queue_name = queue_name.clone();
             let transmitter = actix::Supervisor::start(move |_| {
-                WebhookTransmitterActor::new(webhook, tls, max_connections, &queue_name, stats, log)
+                WebhookTransmitterActor::new(webhook, tls, max_connections, &queue_name, events)
             });
-            let (queue, stats) = (queue.clone(), self.stats.clone());
-            let log = self.root_log.new(o!("source" => "receiver"));
-            let (batch, workers, to) = (s.batch_size, s.workers_per_receiver, transmitter.clone());
-            let receiver = actix::Supervisor::start(move |_| {
-                SqsReceiverActor::new(id, queue, to, batch, workers, stats, log)
-            });
+            let parts = ReceiverParts {
+                id,
+                queue: queue.clone(),
+                transmitter: transmitter.clone(),
+                batch_size: s.batch_size,
+                receive_visibility,
+                ledger: Ledger::new(ledger.clone()),
+                dead_letter: started.dead_letter.clone(),
+                events: self
+                    .events
+                    .with_log(self.root_log.new(o!("source" => "receiver"))),
+            };
+            let receiver = actix::Supervisor::start(move |_| SqsReceiverActor::new(parts));
             self.transmitters.push(transmitter);
             self.receivers.push(receiver);
         }
         match s.health_check.clone() {
             Some(health) => {
-                let (endpoint, report_to) = (s.webhook.endpoint.clone(), ctx.address().recipient());
+                let endpoint = s.webhook.endpoint.redacted.clone();
+                let (tls, report_to) = (self.tls.clone(), ctx.address().recipient());
                 let log = self.root_log.new(o!("source" => "health"));
                 self.health = Some(actix::Supervisor::start(move |_| {
                     HealthCheckActor::new(health, endpoint, tls, report_to, log)
@@ -110,15 +225,28 @@ impl Supervisor {
         if let Some(interval) = s.stat_log_interval {
             ctx.run_interval(interval, |act, _| act.log_stats());
         }
+        if let Some(idle) = s.exit_when_idle {
+            let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+            ctx.run_interval(tick, move |act, ctx| act.check_idle(idle, ctx));
+        }
     }
 
     /// Begin receiving: the webhook is ready (or not health-checked).
     fn arrive(&mut self) {
+        self.readiness.online.store(true, Ordering::Relaxed);
+        self.reset_idle();
         if self.arrived {
+            if self.paused {
+                self.paused = false;
+                info!(self.log(), "receiving resumed");
+                for r in &self.receivers {
+                    r.do_send(Resume);
+                }
+            }
             return;
         }
         self.arrived = true;
-        info!(self.log, "carrier has arrived"; "receivers" => self.receivers.len(),
+        info!(self.log(), "carrier has arrived"; "receivers" => self.receivers.len(),
             "workers_per_receiver" => self.settings.workers_per_receiver,
             "batch_size" => self.settings.batch_size);
         for r in &self.receivers {
@@ -126,7 +254,42 @@ impl Supervisor {
         }
     }
 
+    fn pause(&mut self) {
+        self.readiness.online.store(false, Ordering::Relaxed);
+        if !self.paused {
+            self.paused = true;
+            info!(self.log(), "receiving paused until the webhook is healthy again";
+                "in_flight" => self.events.stats().snapshot().in_flight);
+            for r in &self.receivers {
+                r.do_send(Pause);
+            }
+        }
+    }
+
+    fn reset_idle(&mut self) {
+        self.idle_since = (self.events.stats().snapshot().received, Instant::now());
+    }
+
+    /// `CARRIER_EXIT_WHEN_IDLE`: nothing received for `idle` while receiving, nothing held.
+    fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
+        let snap = self.events.stats().snapshot();
+        let busy = !self.arrived
+            || self.paused
+            || snap.in_flight > 0
+            || snap.received != self.idle_since.0;
+        if busy {
+            self.reset_idle();
+            return;
+        }
+        if self.idle_since.1.elapsed() >= idle {
+            info!(self.log(), "queue idle; draining and exiting";
+                "idle_ms" => idle.as_millis() as u64);
+            self.begin_drain(ExitReason::Idle, ctx);
+        }
+    }
+
     fn begin_drain(&mut self, reason: ExitReason, ctx: &mut Context<Self>) {
+        self.readiness.draining.store(true, Ordering::Relaxed);
         match self.phase {
             Phase::Draining => return,
             Phase::Starting => {
@@ -138,7 +301,8 @@ impl Supervisor {
             Phase::Running => self.phase = Phase::Draining,
         }
         let timeout = self.settings.shutdown_timeout;
-        info!(self.log, "draining"; "reason" => ?reason, "in_flight" => self.stats.snapshot().in_flight,
+        info!(self.log(), "draining"; "reason" => ?reason,
+            "in_flight" => self.events.stats().snapshot().in_flight,
             "shutdown_timeout_ms" => timeout.as_millis() as u64);
         let deadline = Instant::now() + timeout;
         let waits: Vec<_> = self
@@ -161,7 +325,7 @@ impl Supervisor {
                 .into_actor(self)
                 .map(move |drained, act, _| {
                     if !drained {
-                        warn!(act.log, "drain did not finish in time; exiting anyway");
+                        warn!(act.log(), "drain did not finish in time; exiting anyway");
                     }
                     act.finish(reason)
                 }),
@@ -169,21 +333,26 @@ impl Supervisor {
     }
 
     fn finish(&mut self, reason: ExitReason) {
-        let snap = self.stats.snapshot();
-        info!(self.log, "carrier stopped"; "reason" => ?reason, "received" => snap.received,
-            "acked" => snap.acked, "retried" => snap.retried, "nacked" => snap.nacked);
+        let snap = self.events.stats().snapshot();
+        self.events.log_suppressed();
+        info!(self.log(), "carrier stopped"; "reason" => ?reason, "received" => snap.received,
+            "acked" => snap.acked, "retried" => snap.retried, "nacked" => snap.nacked,
+            "released" => snap.released, "dead_lettered" => snap.dead_lettered,
+            "extensions" => snap.extensions);
         if let Some(exit) = self.exit.take() {
             let _ = exit.send(reason);
         }
     }
 
     fn log_stats(&self) {
-        let s = self.stats.snapshot();
+        let s = self.events.stats().snapshot();
         let (rss, threads) = process_usage().unwrap_or_default();
-        info!(self.log, "stats"; "rss_bytes" => rss, "threads" => threads,
+        info!(self.log(), "stats"; "rss_bytes" => rss, "threads" => threads,
             "received" => s.received, "acked" => s.acked, "retried" => s.retried,
-            "nacked" => s.nacked, "released" => s.released, "in_flight" => s.in_flight,
-            "sqs_errors" => s.sqs_errors, "restarts" => s.restarts);
+            "nacked" => s.nacked, "released" => s.released, "dead_lettered" => s.dead_lettered,
+            "in_flight" => s.in_flight, "sqs_errors" => s.sqs_errors,
+            "extensions" => s.extensions, "restarts" => s.restarts,
+            "log_lines_dropped" => self.events.stats().log_lines_dropped.get());
     }
 }
 
@@ -191,17 +360,16 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let settings = self.settings.clone();
-        let (stats, log) = (self.stats.clone(), self.root_log.new(o!("source" => "sqs")));
-        let startup = async move {
-            let client = sqs::client(&settings.queue).await;
-            SqsQueue::resolve(client, &settings.queue, stats, log).await
-        };
-        self.startup = Some(ctx.spawn(startup.into_actor(self).map(|queue, act, ctx| {
+        let events = self
+            .events
+            .with_log(self.root_log.new(o!("source" => "sqs")));
+        let startup = Self::startup(self.settings.clone(), events);
+        self.startup = Some(ctx.spawn(startup.into_actor(self).map(|started, act, ctx| {
             act.startup = None;
             act.phase = Phase::Running;
-            act.start_children(queue, ctx);
+            act.start_children(started, ctx);
         })));
+        ctx.run_interval(THROTTLE_WINDOW, |act, _| act.events.log_suppressed());
     }
 }
 
@@ -212,9 +380,22 @@ impl Handler<HealthReport> for Supervisor {
         if self.phase != Phase::Running {
             return;
         }
-        match report {
-            HealthReport::Online => self.arrive(),
-            HealthReport::Offline => self.begin_drain(ExitReason::WebhookOffline, ctx),
+        let action = self
+            .settings
+            .health_check
+            .as_ref()
+            .map(|h| h.offline_action)
+            .unwrap_or_default();
+        match (report, action) {
+            (HealthReport::Online, _) => self.arrive(),
+            (HealthReport::Offline, OfflineAction::Pause) => self.pause(),
+            (HealthReport::Offline, OfflineAction::Exit) => {
+                self.readiness.online.store(false, Ordering::Relaxed);
+                self.begin_drain(ExitReason::WebhookOffline, ctx)
+            }
+            (HealthReport::StartupTimedOut, _) => {
+                self.begin_drain(ExitReason::WebhookNeverOnline, ctx)
+            }
         }
     }
 }
@@ -227,11 +408,17 @@ impl Handler<Shutdown> for Supervisor {
     }
 }
 
+impl Handler<Ping> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _ctx: &mut Self::Context) {}
+}
+
 impl Handler<Inject> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, Inject(fault): Inject, _ctx: &mut Self::Context) {
-        warn!(self.log, "injecting fault"; "fault" => ?fault);
+        warn!(self.log(), "injecting fault"; "fault" => ?fault);
         match fault {
             Fault::StopReceiver(n) if !self.receivers.is_empty() => {
                 self.receivers[n % self.receivers.len()].do_send(Crash)
