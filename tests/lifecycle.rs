@@ -300,3 +300,115 @@ async fn a_queue_url_replaces_name_and_endpoint_and_unknown_variables_are_named(
         "values are not logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_booting_worker_is_waited_for_without_counting_failures() {
+    let queue = TestQueue::create("slow-boot", 30).await;
+    queue.send("after-boot").await;
+    let sink = Sink::answering(200);
+    sink.set_health(503);
+    // Threshold 2 at 100 ms: Go would give up within a second.
+    let carrier = CarrierProcess::start(&health_checked(&queue, &sink, "100ms", "2"));
+    sink.wait("10 failed health checks", T, |s| {
+        (s.health_checks() >= 10).then_some(())
+    })
+    .await;
+    assert!(carrier.logs_with("webhook offline").is_empty());
+    assert!(sink.requests().is_empty());
+    let waiting = carrier.logs_with("waiting for the webhook to come online");
+    assert!(
+        !waiting.is_empty() && waiting.len() <= 2,
+        "logged at a bounded rate: {waiting:?}"
+    );
+    sink.set_health(200);
+    sink.wait_requests(1, T).await;
+    queue.wait_empty(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_timeout_bounds_the_wait_for_a_worker_that_never_comes_up() {
+    let queue = TestQueue::create("never-up", 30).await;
+    queue.send("undelivered").await;
+    let sink = Sink::answering(200);
+    sink.set_health(503);
+    let mut env = health_checked(&queue, &sink, "100ms", "2");
+    env.push(("CARRIER_WEBHOOK_STARTUP_TIMEOUT", "1s".into()));
+    let started = Instant::now();
+    let mut carrier = CarrierProcess::start(&env);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(1));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    carrier
+        .wait_log("webhook did not come online within the startup timeout", T)
+        .await;
+    assert_eq!(queue.counts().await, (1, 0), "nothing was received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_action_pause_stops_receiving_and_resumes_when_the_webhook_is_healthy() {
+    let queue = TestQueue::create("pause", 30).await;
+    let sink = Sink::answering(200);
+    let mut env = health_checked(&queue, &sink, "100ms", "2");
+    env.push(("CARRIER_WEBHOOK_OFFLINE_ACTION", "pause".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+
+    sink.set_health(500);
+    carrier
+        .wait_log("receiving paused until the webhook is healthy again", T)
+        .await;
+    queue.send("while-paused").await;
+    let checks = sink.health_checks();
+    sink.wait("10 more health checks", T, |s| {
+        (s.health_checks() >= checks + 10).then_some(())
+    })
+    .await;
+    assert!(sink.requests().is_empty(), "nothing delivered while paused");
+    // The poll open at the pause brought it in: held invisible, not released and received again.
+    assert_eq!(queue.counts().await, (0, 1));
+
+    sink.set_health(200);
+    carrier.wait_log("receiving resumed", T).await;
+    let r = sink.wait_requests(1, T).await.remove(0);
+    assert_eq!(
+        r.header("x-carrier-receive-count"),
+        Some("1"),
+        "no receive count burned while the webhook was down"
+    );
+    queue.wait_empty(T).await;
+    carrier.signal("TERM");
+    assert_eq!(
+        carrier.wait_exit(T).await.code(),
+        Some(0),
+        "paused, never exited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_open_during_the_drain_is_let_finish_and_what_it_returns_is_released() {
+    let queue = TestQueue::create("drain-poll", 30).await;
+    queue.send("slow").await;
+    let sink = Sink::start(|r, _| match r.body.as_str() {
+        "slow" => Reply::status(200).after(Duration::from_secs(3)),
+        _ => Reply::status(200),
+    });
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    // A second slot keeps a long poll open while "slow" is delivered.
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    sink.wait_requests(1, T).await;
+    carrier.signal("TERM");
+    carrier
+        .wait_log("waiting for in-flight deliveries", T)
+        .await;
+    queue.send("late").await;
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    let released = carrier.wait_log("releasing messages unsent", T).await;
+    assert_eq!(released["count"], 1);
+    assert_eq!(
+        sink.answered(),
+        ["slow"],
+        "the late one was never delivered"
+    );
+    // Released with visibility 0, not stranded for the 30 s visibility timeout.
+    assert_eq!(queue.counts().await, (1, 0));
+}

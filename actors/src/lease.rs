@@ -142,6 +142,8 @@ pub enum Extended {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Received while receiving is paused: kept invisible, not yet placed.
+    Held,
     /// FIFO: waiting behind an earlier message of its group.
     Queued,
     /// Its `Deliver` is with a transmitter.
@@ -246,66 +248,96 @@ impl Ledger {
 
     /// Takes the messages of one receive call, sent at `sent_at`. Each becomes a lease and is
     /// delivered at once, queued behind its FIFO group, or (FIFO, its group blocked) bounced.
-    pub fn admit(&mut self, now: Instant, sent_at: Instant, incoming: Vec<Incoming>) -> Vec<Step> {
+    /// With `hold` (receiving is paused), they are only held, kept invisible, until
+    /// [`Ledger::deliver_held`].
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        sent_at: Instant,
+        incoming: Vec<Incoming>,
+        hold: bool,
+    ) -> Vec<Step> {
         let mut steps = Vec::with_capacity(incoming.len());
         let visibility = self.settings.visibility;
         for message in incoming {
             let id = self.next_id;
             self.next_id += 1;
-            let group = self
-                .settings
-                .fifo
-                .then(|| message.delivery.group_id.clone())
-                .flatten();
-            let mut lease = Lease {
+            let lease = Lease {
                 delivery: message.delivery,
                 receipt: message.receipt,
                 received_at: sent_at,
-                state: State::Queued,
+                state: State::Held,
                 visible_until: sent_at + visibility,
                 next_extension: self.settings.heartbeat.then_some(sent_at + visibility / 2),
                 extending: false,
                 deferred: None,
             };
-            let Some(group) = group else {
-                lease.state = State::Delivering { since: now };
-                steps.push(Step::Deliver(id, lease.delivery.clone()));
-                self.leases.insert(id, lease);
-                continue;
-            };
-            if let Some(block) = self.blocked.get(&group) {
-                if now >= block.reappears_at + BLOCK_GRACE {
-                    self.blocked.remove(&group);
-                } else if block.message_id == lease.delivery.message_id {
-                    // The failed message is back: it goes first, and order is ours to keep again.
-                    self.blocked.remove(&group);
-                } else {
-                    let wait = block
-                        .reappears_at
-                        .saturating_duration_since(now)
-                        .max(MIN_BOUNCE);
-                    lease.state = State::Settling { extendable: false };
-                    lease.next_extension = None;
-                    steps.push(Step::Act(
-                        id,
-                        Action::Visibility {
-                            secs: ceil_secs(wait),
-                            why: Why::Bounce,
-                        },
-                    ));
-                    self.leases.insert(id, lease);
-                    continue;
-                }
-            }
-            let queue = self.groups.entry(group).or_default();
-            if queue.is_empty() {
-                lease.state = State::Delivering { since: now };
-                steps.push(Step::Deliver(id, lease.delivery.clone()));
-            }
-            queue.push_back(id);
             self.leases.insert(id, lease);
+            if !hold {
+                steps.extend(self.place(now, id));
+            }
         }
         steps
+    }
+
+    /// Receiving resumed: the held leases go on their way, in the order they were received.
+    pub fn deliver_held(&mut self, now: Instant) -> Vec<Step> {
+        let mut held: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.state == State::Held)
+            .map(|(id, _)| *id)
+            .collect();
+        held.sort_unstable();
+        held.into_iter()
+            .filter_map(|id| self.place(now, id))
+            .collect()
+    }
+
+    /// Sends a held lease on: delivered, queued behind its FIFO group, or bounced.
+    fn place(&mut self, now: Instant, id: LeaseId) -> Option<Step> {
+        let lease = self.leases.get_mut(&id)?;
+        let group = self
+            .settings
+            .fifo
+            .then(|| lease.delivery.group_id.clone())
+            .flatten();
+        let Some(group) = group else {
+            lease.state = State::Delivering { since: now };
+            return Some(Step::Deliver(id, lease.delivery.clone()));
+        };
+        if let Some(block) = self.blocked.get(&group) {
+            if now >= block.reappears_at + BLOCK_GRACE
+                || block.message_id == lease.delivery.message_id
+            {
+                // Expired, or the failed message is back: it goes first, and order is ours to
+                // keep again.
+                self.blocked.remove(&group);
+            } else {
+                let wait = block
+                    .reappears_at
+                    .saturating_duration_since(now)
+                    .max(MIN_BOUNCE);
+                lease.state = State::Settling { extendable: false };
+                lease.next_extension = None;
+                return Some(Step::Act(
+                    id,
+                    Action::Visibility {
+                        secs: ceil_secs(wait),
+                        why: Why::Bounce,
+                    },
+                ));
+            }
+        }
+        let queue = self.groups.entry(group).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 {
+            lease.state = State::Delivering { since: now };
+            Some(Step::Deliver(id, lease.delivery.clone()))
+        } else {
+            lease.state = State::Queued;
+            None
+        }
     }
 
     /// The webhook's outcome for a delivering lease: its SQS action (none for a Nack left to the
@@ -447,7 +479,7 @@ impl Ledger {
         let queued: Vec<LeaseId> = self
             .leases
             .iter()
-            .filter(|(_, l)| l.state == State::Queued)
+            .filter(|(_, l)| matches!(l.state, State::Queued | State::Held))
             .map(|(id, _)| *id)
             .collect();
         for queue in self.groups.values_mut() {
@@ -472,7 +504,12 @@ impl Ledger {
         let running: Vec<LeaseId> = self
             .leases
             .iter()
-            .filter(|(_, l)| matches!(l.state, State::Delivering { .. } | State::Queued))
+            .filter(|(_, l)| {
+                matches!(
+                    l.state,
+                    State::Delivering { .. } | State::Queued | State::Held
+                )
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in &running {
@@ -520,7 +557,7 @@ impl Ledger {
             }
             let bound = match lease.state {
                 State::Delivering { since } => since + self.settings.delivery_bound,
-                State::Queued | State::Settling { extendable: true } => {
+                State::Held | State::Queued | State::Settling { extendable: true } => {
                     lease.received_at + MAX_HOLD
                 }
                 State::Settling { extendable: false } => {
@@ -557,7 +594,10 @@ impl Ledger {
         lease.extending = false;
         let still_held = matches!(
             lease.state,
-            State::Queued | State::Delivering { .. } | State::Settling { extendable: true }
+            State::Held
+                | State::Queued
+                | State::Delivering { .. }
+                | State::Settling { extendable: true }
         );
         match result {
             Extended::Ok => {
@@ -647,7 +687,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(t, t, vec![msg("a", None), msg("b", None)]);
+        let steps = l.admit(t, t, vec![msg("a", None), msg("b", None)], false);
         assert_eq!(delivered(&steps), ["a", "b"]);
         assert_eq!(l.free_slots(), 0);
         let steps = l.outcome(t, 0, &Outcome::Ack);
@@ -661,7 +701,7 @@ mod tests {
     fn a_nack_without_policy_needs_no_sqs_call_and_frees_its_slot_at_once() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         assert!(l.outcome(t, 0, &nack()).is_empty());
         assert!(l.is_empty());
     }
@@ -707,7 +747,7 @@ mod tests {
     fn a_retry_is_raised_to_the_minimum_delay() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         let steps = l.outcome(
             t,
             0,
@@ -734,7 +774,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         assert_eq!(l.next_extension(), Some(t + Duration::from_secs(1)));
         assert!(l.due_extensions(t + Duration::from_millis(500)).is_empty());
         let mut now = t + Duration::from_secs(1);
@@ -758,7 +798,7 @@ mod tests {
     fn an_extension_refused_by_sqs_ends_the_heartbeat_but_not_the_lease() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(1));
         assert_eq!(due.len(), 1);
         assert!(l.next_extension().is_none(), "none while the call is out");
@@ -771,7 +811,7 @@ mod tests {
     fn a_visibility_change_waits_for_an_extension_in_flight() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(1));
         let steps = l.outcome(
             t,
@@ -798,8 +838,13 @@ mod tests {
     fn several_due_extensions_share_one_call() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None), msg("b", None)]);
-        l.admit(t, t + Duration::from_millis(100), vec![msg("c", None)]);
+        l.admit(t, t, vec![msg("a", None), msg("b", None)], false);
+        l.admit(
+            t,
+            t + Duration::from_millis(100),
+            vec![msg("c", None)],
+            false,
+        );
         let due = l.due_extensions(t + Duration::from_secs(1));
         assert_eq!(due.len(), 3, "c is due 100 ms later: taken along");
     }
@@ -820,6 +865,7 @@ mod tests {
                 msg("b1", Some("b")),
                 msg("a3", Some("a")),
             ],
+            false,
         );
         assert_eq!(delivered(&steps), ["a1", "b1"]);
         assert_eq!(delivered(&l.outcome(t, 0, &Outcome::Ack)), ["a2"]);
@@ -843,6 +889,7 @@ mod tests {
                 msg("a3", Some("a")),
                 msg("b1", Some("b")),
             ],
+            false,
         );
         let steps = l.outcome(t, 0, &nack());
         let released: Vec<_> = acts(&steps).into_iter().map(|(id, _)| id).collect();
@@ -862,11 +909,11 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a1", Some("a"))]);
+        l.admit(t, t, vec![msg("a1", Some("a"))], false);
         // Nack with no policy: a1 reappears when its visibility (2 s from receipt) ends.
         l.outcome(t, 0, &nack());
         // An endpoint that ignores the group lock hands out a2 anyway.
-        let steps = l.admit(t, t, vec![msg("a2", Some("a"))]);
+        let steps = l.admit(t, t, vec![msg("a2", Some("a"))], false);
         assert_eq!(
             acts(&steps),
             [(
@@ -884,9 +931,34 @@ mod tests {
             later,
             later,
             vec![msg("a1", Some("a")), msg("a2", Some("a"))],
+            false,
         );
         assert_eq!(delivered(&steps), ["a1"]);
         assert_eq!(delivered(&l.outcome(later, 2, &Outcome::Ack)), ["a2"]);
+    }
+
+    #[test]
+    fn messages_received_while_paused_are_held_invisible_then_delivered_in_order() {
+        let mut l = Ledger::new(LedgerSettings {
+            fifo: true,
+            ..settings()
+        });
+        let t = Instant::now();
+        let steps = l.admit(
+            t,
+            t,
+            vec![msg("a1", Some("a")), msg("a2", Some("a")), msg("x", None)],
+            true,
+        );
+        assert!(steps.is_empty(), "nothing sent while paused");
+        assert_eq!(l.free_slots(), 7, "held leases hold their slots");
+        assert_eq!(
+            l.due_extensions(t + Duration::from_secs(1)).len(),
+            3,
+            "and stay invisible"
+        );
+        let steps = l.deliver_held(t);
+        assert_eq!(delivered(&steps), ["a1", "x"]);
     }
 
     #[test]
@@ -896,7 +968,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(t, t, vec![msg("x", None), msg("y", None)]);
+        let steps = l.admit(t, t, vec![msg("x", None), msg("y", None)], false);
         assert_eq!(delivered(&steps), ["x", "y"]);
     }
 
@@ -907,7 +979,12 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a1", Some("a")), msg("a2", Some("a"))]);
+        l.admit(
+            t,
+            t,
+            vec![msg("a1", Some("a")), msg("a2", Some("a"))],
+            false,
+        );
         let steps = l.release_queued();
         assert_eq!(
             acts(&steps),
@@ -936,7 +1013,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)]);
+        l.admit(t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(21_600));
         assert_eq!(due.len(), 1);
         assert!(due[0].secs <= 21_600 - 5, "{}", due[0].secs);

@@ -494,13 +494,19 @@ impl Handler<Polled> for SqsReceiverActor {
                     }
                 } else {
                     self.events.received(self.id, messages.len());
-                    if self.state == State::Running {
-                        let steps = self.ledger.admit(Instant::now(), sent_at, messages);
-                        self.run(steps, ctx);
-                        self.arm_heartbeat(ctx);
-                    } else {
-                        // The poll finished as we stopped receiving: hand these straight back.
-                        self.release_unleased(messages, ctx);
+                    match self.state {
+                        State::Running | State::Paused => {
+                            // Paused (the webhook went offline while this poll was open): held,
+                            // kept invisible, delivered on resume; no receive count is burned.
+                            let hold = self.state == State::Paused;
+                            let steps = self.ledger.admit(Instant::now(), sent_at, messages, hold);
+                            self.run(steps, ctx);
+                            self.arm_heartbeat(ctx);
+                        }
+                        State::Draining => {
+                            // The poll finished as we stopped receiving: hand these straight back.
+                            self.release_unleased(messages, ctx);
+                        }
                     }
                 }
             }
@@ -633,6 +639,8 @@ impl Handler<Resume> for SqsReceiverActor {
     fn handle(&mut self, _: Resume, ctx: &mut Self::Context) {
         if self.state == State::Paused {
             self.state = State::Running;
+            let steps = self.ledger.deliver_held(Instant::now());
+            self.run(steps, ctx);
             self.poll(ctx);
         }
     }
@@ -641,6 +649,9 @@ impl Handler<Resume> for SqsReceiverActor {
 impl Handler<Pause> for SqsReceiverActor {
     type Result = ();
 
+    /// No new polls. The open one is let finish (aborting it would strand what SQS hands it
+    /// invisible for the whole visibility timeout): what it brings is held, kept invisible, and
+    /// delivered on resume.
     fn handle(&mut self, _: Pause, ctx: &mut Self::Context) {
         if self.state == State::Running {
             self.state = State::Paused;

@@ -133,30 +133,155 @@ static QUEUE_SEQ: AtomicUsize = AtomicUsize::new(0);
 impl TestQueue {
     /// A fresh queue; `visibility_timeout` in seconds.
     pub async fn create(prefix: &str, visibility_timeout: u32) -> TestQueue {
+        TestQueue::create_with(prefix, visibility_timeout, &[]).await
+    }
+
+    /// A fresh FIFO queue (its name ends in `.fifo`), with content-based deduplication.
+    pub async fn create_fifo(prefix: &str, visibility_timeout: u32) -> TestQueue {
+        let attrs = [
+            (QueueAttributeName::FifoQueue, "true".to_string()),
+            (
+                QueueAttributeName::ContentBasedDeduplication,
+                "true".to_string(),
+            ),
+        ];
+        TestQueue::create_with(prefix, visibility_timeout, &attrs).await
+    }
+
+    /// A fresh queue with more attributes (e.g. a `RedrivePolicy`). A `FifoQueue` attribute
+    /// gives the name its `.fifo` suffix.
+    pub async fn create_with(
+        prefix: &str,
+        visibility_timeout: u32,
+        attributes: &[(QueueAttributeName, String)],
+    ) -> TestQueue {
         let endpoint = moto().endpoint.clone();
         let client = carrier_actors::sqs::client(&carrier_actors::QueueAddress {
             endpoint: Some(endpoint),
             ..Default::default()
         })
         .await;
+        let fifo = attributes
+            .iter()
+            .any(|(k, _)| *k == QueueAttributeName::FifoQueue);
         let name = format!(
-            "{prefix}-{}-{}",
+            "{prefix}-{}-{}{}",
             std::process::id(),
-            QUEUE_SEQ.fetch_add(1, Ordering::Relaxed)
+            QUEUE_SEQ.fetch_add(1, Ordering::Relaxed),
+            if fifo { ".fifo" } else { "" }
         );
-        let url = client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_timeout.to_string(),
-            )
+        let mut create = client.create_queue().queue_name(&name).attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout.to_string(),
+        );
+        for (k, v) in attributes {
+            create = create.attributes(k.clone(), v);
+        }
+        let url = create
             .send()
             .await
             .expect("create queue")
             .queue_url
             .expect("queue url");
         TestQueue { name, url, client }
+    }
+
+    /// The queue's ARN.
+    pub async fn arn(&self) -> String {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes
+            .unwrap_or_default()
+            .remove(&QueueAttributeName::QueueArn)
+            .expect("QueueArn")
+    }
+
+    /// Sends one message with message attributes `(name, data type, value)`; Binary values are
+    /// sent as their bytes.
+    pub async fn send_with_attributes(&self, body: &str, attributes: &[(&str, &str, &str)]) {
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        for (name, data_type, value) in attributes {
+            let attr = MessageAttributeValue::builder().data_type(*data_type);
+            let attr = if data_type.starts_with("Binary") {
+                attr.binary_value(aws_sdk_sqs::primitives::Blob::new(
+                    value.as_bytes().to_vec(),
+                ))
+            } else {
+                attr.string_value(*value)
+            };
+            send = send.message_attributes(*name, attr.build().unwrap());
+        }
+        send.send().await.expect("send message");
+    }
+
+    /// Sends `bodies` to a FIFO queue, in order, all in message group `group`.
+    pub async fn send_fifo(&self, group: &str, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .message_group_id(group)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send batch");
+            assert!(out.failed.is_empty(), "send batch failed: {:?}", out.failed);
+        }
+    }
+
+    /// Receives (and deletes) every message now visible, with all attributes. For inspecting a
+    /// dead-letter queue at the end of a test.
+    pub async fn take_all(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in &messages {
+                self.client
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            all.extend(messages);
+        }
+        all
     }
 
     pub async fn send(&self, body: &str) {
@@ -261,7 +386,7 @@ impl TestQueue {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub path: String,
-    /// Lower-case header names.
+    /// Lower-case header names; a header sent more than once has its values joined by ", ".
     pub headers: HashMap<String, String>,
     pub body: String,
     pub at: Instant,
@@ -427,18 +552,20 @@ async fn health(state: web::Data<SinkState>) -> HttpResponse {
 }
 
 async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -> HttpResponse {
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for (k, v) in req.headers() {
+        let v = v.to_str().unwrap_or("<binary>");
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(v);
+            })
+            .or_insert_with(|| v.to_string());
+    }
     let request = Request {
         path: req.path().to_string(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    v.to_str().unwrap_or("<binary>").to_string(),
-                )
-            })
-            .collect(),
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
     };
