@@ -14,7 +14,8 @@ use slog_async::{AsyncCore, AsyncError, AsyncGuard};
 use crate::config::LogSettings;
 
 /// Lines queued for the writer thread at most; past that they are dropped, never waited for.
-const QUEUE_LINES: usize = 4096;
+/// (A line queued costs a few hundred bytes: this bounds the queue to a few hundred KiB.)
+const QUEUE_LINES: usize = 1024;
 
 /// Level names as Go's `log/slog` writes them, so existing log queries keep matching.
 fn level_name(level: Level) -> &'static str {

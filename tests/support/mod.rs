@@ -605,6 +605,22 @@ pub struct CarrierProcess {
 
 impl CarrierProcess {
     pub fn start(env: &[(&str, String)]) -> CarrierProcess {
+        Self::spawn(env, None)
+    }
+
+    /// Like [`CarrierProcess::start`], but nothing reads carrier's stdout until the returned
+    /// sender is used (or dropped): a log shipper that stalls. The pipe fills after ~64 KiB.
+    pub fn start_with_stalled_stdout(
+        env: &[(&str, String)],
+    ) -> (CarrierProcess, std::sync::mpsc::Sender<()>) {
+        let (release, stalled) = std::sync::mpsc::channel();
+        (Self::spawn(env, Some(stalled)), release)
+    }
+
+    fn spawn(
+        env: &[(&str, String)],
+        stalled: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> CarrierProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -622,6 +638,9 @@ impl CarrierProcess {
         let stdout = child.stdout.take().unwrap();
         let (l, e) = (lines.clone(), events.clone());
         std::thread::spawn(move || {
+            if let Some(stalled) = stalled {
+                let _ = stalled.recv();
+            }
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 l.lock().unwrap().push(line);
                 e.send_modify(|n| *n += 1);
@@ -729,6 +748,53 @@ impl Drop for CarrierProcess {
             send_signal(self.pid, "KILL");
         }
     }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: (status, body). For carrier's admin endpoints.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Samples of a Prometheus/OpenMetrics text, parsed by the independent `prometheus_client` Python
+/// package: `name{label="v",...}` (labels sorted) → value.
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    use std::io::Write;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/support/parse_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python from .venv (run scripts/setup-test-env)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the metrics do not parse: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from parse_metrics.py")
 }
 
 fn send_signal(pid: u32, name: &str) -> bool {
