@@ -17,6 +17,11 @@ use crate::config::LogSettings;
 /// (A line queued costs a few hundred bytes: this bounds the queue to a few hundred KiB.)
 const QUEUE_LINES: usize = 1024;
 
+/// RFC 3339 with milliseconds in UTC, as Go's `log/slog` JSON handler writes `time`.
+const TIME_FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
 /// Level names as Go's `log/slog` writes them, so existing log queries keep matching.
 fn level_name(level: Level) -> &'static str {
     match level {
@@ -46,9 +51,7 @@ pub fn build(
         .set_flush(true)
         .add_key_value(o!(
             "time" => FnValue(|_: &Record| {
-                time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .ok()
+                time::OffsetDateTime::now_utc().format(&TIME_FORMAT).ok()
             }),
             "level" => FnValue(|r: &Record| level_name(r.level())),
             "msg" => PushFnValue(|r: &Record, s| s.emit(r.msg())),
@@ -89,5 +92,18 @@ impl<F: Fn()> Drain for CountDropped<F> {
             (self.on_dropped)();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_go_writes_them() {
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_763_933_644_614_999_999).unwrap();
+        assert_eq!(at.format(&TIME_FORMAT).unwrap(), "2025-11-23T21:34:04.614Z");
+        assert_eq!(level_name(Level::Warning), "WARN");
     }
 }

@@ -412,3 +412,28 @@ async fn a_poll_open_during_the_drain_is_let_finish_and_what_it_returns_is_relea
     // Released with visibility 0, not stranded for the 30 s visibility timeout.
     assert_eq!(queue.counts().await, (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_when_idle_drains_and_exits_0_once_the_queue_stays_empty() {
+    let queue = TestQueue::create("idle-exit", 30).await;
+    let bodies = queue.send_many("batch-job", 5).await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(200)));
+    let mut env = CarrierProcess::env_for(&queue, &sink);
+    env.push(("CARRIER_EXIT_WHEN_IDLE", "2s".into()));
+    let started = Instant::now();
+    let mut carrier = CarrierProcess::start(&env);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    // Every message was done first (1 s of work), then 2 s of nothing.
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    sink.wait_answered_all(&bodies, T).await;
+    assert_eq!(queue.counts().await, (0, 0));
+    let idle = carrier
+        .wait_log("queue idle; draining and exiting", T)
+        .await;
+    assert_eq!(idle["idle_ms"], 2000);
+    assert_eq!(carrier.logs_with("carrier stopped")[0]["reason"], "Idle");
+}
