@@ -87,6 +87,8 @@ variables! {
     /// Concurrent deliveries per receiver (Go parity: 0 means one per message of a batch).
     SQS_RECEIVER_WORKERS = "CARRIER_SQS_RECEIVER_WORKERS" => sqs_receiver_workers: usize = "1",
         |v| count(v, 0, 10_000);
+    /// Carrier only: event-loop threads the receivers are spread over (1–64; 1 adds no thread).
+    THREADS = "CARRIER_THREADS" => threads: usize = "1", |v| count(v, 1, 64);
     /// Carrier only: visibility timeout asked for on receive and kept up by the heartbeat
     /// (whole seconds, 1s–12h); unset: the queue's own.
     SQS_VISIBILITY_TIMEOUT = "CARRIER_SQS_VISIBILITY_TIMEOUT"
@@ -272,6 +274,7 @@ impl Config {
             0 => v.sqs_batch_size,
             n => n,
         };
+        settings.threads = v.threads;
         settings.visibility_timeout = v.sqs_visibility_timeout;
         settings.webhook = WebhookSettings {
             endpoint: v.webhook_endpoint,

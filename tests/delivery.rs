@@ -10,7 +10,7 @@ use support::{CarrierProcess, Reply, Sink, TestQueue};
 const T: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivers_200_messages_across_receivers_and_workers_and_empties_the_queue() {
+async fn delivers_200_messages_across_receivers_workers_and_two_threads_and_empties_the_queue() {
     let queue = TestQueue::create("bulk", 30).await;
     let bodies = queue.send_many("bulk", 200).await;
     let sink = Sink::answering(200);
@@ -18,6 +18,7 @@ async fn delivers_200_messages_across_receivers_and_workers_and_empties_the_queu
     env.push(("CARRIER_SQS_BATCH_SIZE", "10".into()));
     env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
     env.push(("CARRIER_SQS_RECEIVER_WORKERS", "10".into()));
+    env.push(("CARRIER_THREADS", "2".into()));
     let mut carrier = CarrierProcess::start(&env);
 
     sink.wait_answered_all(&bodies, Duration::from_secs(90))

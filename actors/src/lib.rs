@@ -82,6 +82,9 @@ pub struct Settings {
     pub receivers: usize,
     /// Concurrent deliveries per receiver.
     pub workers_per_receiver: usize,
+    /// Event-loop threads the receivers (each with its transmitter) are spread over; 1: all on
+    /// the caller's arbiter, no extra thread.
+    pub threads: usize,
     /// `CARRIER_SQS_VISIBILITY_TIMEOUT`: asked for on every receive and kept up by the heartbeat.
     /// `None`: the queue's own.
     pub visibility_timeout: Option<Duration>,
@@ -110,6 +113,7 @@ impl Settings {
             batch_size: 1,
             receivers: 1,
             workers_per_receiver: 1,
+            threads: 1,
             visibility_timeout: None,
             webhook: WebhookSettings::default(),
             nack: NackPolicy::default(),

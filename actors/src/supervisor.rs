@@ -70,6 +70,8 @@ pub(crate) struct Supervisor {
     receivers: Vec<Addr<SqsReceiverActor>>,
     transmitters: Vec<Addr<WebhookTransmitterActor>>,
     health: Option<Addr<HealthCheckActor>>,
+    /// Extra event-loop threads (`CARRIER_THREADS` − 1), stopped when the system ends.
+    arbiters: Vec<actix_rt::Arbiter>,
     /// "carrier has arrived" was logged and receiving began.
     arrived: bool,
     /// Receiving is paused (the webhook is offline, offline action `pause`).
@@ -107,6 +109,7 @@ impl Supervisor {
             receivers: Vec::new(),
             transmitters: Vec::new(),
             health: None,
+            arbiters: Vec::new(),
             arrived: false,
             paused: false,
             idle_since: (0, Instant::now()),
@@ -185,14 +188,23 @@ impl Supervisor {
             min_retry_delay: s.min_retry_delay,
         };
         let receive_visibility = s.visibility_timeout.map(|v| v.as_secs() as u32);
+        // Receiver i (with its transmitter) runs on thread i mod CARRIER_THREADS; thread 0 is
+        // this one, so the default of 1 adds none.
+        let mut threads = vec![actix_rt::Arbiter::current()];
+        for _ in 1..s.threads.max(1) {
+            let arbiter = actix_rt::Arbiter::new();
+            threads.push(arbiter.handle());
+            self.arbiters.push(arbiter);
+        }
         for id in 0..s.receivers {
+            let thread = &threads[id % threads.len()];
             let (webhook, tls) = (webhook.clone(), self.tls.clone());
             let events = self
                 .events
                 .with_log(self.root_log.new(o!("source" => "transmitter")));
             let max_connections = s.workers_per_receiver;
             let queue_name = queue_name.clone();
-            let transmitter = actix::Supervisor::start(move |_| {
+            let transmitter = actix::Supervisor::start_in_arbiter(thread, move |_| {
                 WebhookTransmitterActor::new(webhook, tls, max_connections, &queue_name, events)
             });
             let parts = ReceiverParts {
@@ -207,7 +219,8 @@ impl Supervisor {
                     .events
                     .with_log(self.root_log.new(o!("source" => "receiver"))),
             };
-            let receiver = actix::Supervisor::start(move |_| SqsReceiverActor::new(parts));
+            let receiver =
+                actix::Supervisor::start_in_arbiter(thread, move |_| SqsReceiverActor::new(parts));
             self.transmitters.push(transmitter);
             self.receivers.push(receiver);
         }
@@ -339,6 +352,9 @@ impl Supervisor {
             "acked" => snap.acked, "retried" => snap.retried, "nacked" => snap.nacked,
             "released" => snap.released, "dead_lettered" => snap.dead_lettered,
             "extensions" => snap.extensions);
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+        }
         if let Some(exit) = self.exit.take() {
             let _ = exit.send(reason);
         }
