@@ -6,12 +6,15 @@
 //! timeouts), so a slow scraper or a client holding connections open never delays a delivery.
 //! It reads shared state; it never changes anything.
 
+use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_http::{HttpService, Method, Request, Response, StatusCode};
+use actix_server::Server;
+use actix_service::fn_service;
 use slog::{info, o, warn, Logger};
 
 use crate::messages::Ping;
@@ -41,7 +44,7 @@ pub(crate) fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    let state = web::Data::new(State {
+    let state = Arc::new(State {
         supervisor,
         stats,
         readiness,
@@ -52,22 +55,24 @@ pub(crate) fn serve(
         .name("carrier-admin".into())
         .spawn(move || {
             let result = actix_rt::System::new().block_on(async move {
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(state.clone())
-                        .route("/healthz", web::get().to(healthz))
-                        .route("/readyz", web::get().to(readyz))
-                        .route("/metrics", web::get().to(metrics))
-                })
-                .workers(1)
-                .max_connections(MAX_CONNECTIONS)
-                .client_request_timeout(Duration::from_secs(5))
-                .keep_alive(Duration::from_secs(5))
-                // Signals are the binary's: the admin port keeps answering while carrier drains.
-                .disable_signals()
-                .listen(listener)?
-                .run()
-                .await
+                Server::build()
+                    .workers(1)
+                    .max_concurrent_connections(MAX_CONNECTIONS)
+                    // Signals are the binary's: the admin port keeps answering while carrier drains.
+                    .disable_signals()
+                    .listen("admin", listener, move || {
+                        let state = state.clone();
+                        HttpService::build()
+                            .client_request_timeout(Duration::from_secs(5))
+                            .keep_alive(Duration::from_secs(5))
+                            .h1(fn_service(move |req: Request| {
+                                let state = state.clone();
+                                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                            }))
+                            .tcp()
+                    })?
+                    .run()
+                    .await
             });
             if let Err(e) = result {
                 warn!(thread_log, "admin endpoints stopped"; "error" => %e);
@@ -77,23 +82,36 @@ pub(crate) fn serve(
     Ok(())
 }
 
-async fn healthz(state: web::Data<State>) -> HttpResponse {
-    match actix_rt::time::timeout(PING_TIMEOUT, state.supervisor.send(Ping)).await {
-        Ok(Ok(())) => HttpResponse::Ok().body("ok\n"),
-        _ => HttpResponse::ServiceUnavailable().body("actor system not responding\n"),
-    }
+fn text(status: StatusCode, body: &'static str) -> Response<String> {
+    let mut response = Response::with_body(status, body.to_string());
+    response.headers_mut().insert(
+        actix_http::header::CONTENT_TYPE,
+        actix_http::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
-async fn readyz(state: web::Data<State>) -> HttpResponse {
-    if state.readiness.ready() {
-        HttpResponse::Ok().body("ready\n")
-    } else {
-        HttpResponse::ServiceUnavailable().body("not ready\n")
+async fn route(state: &State, req: Request) -> Response<String> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
-}
-
-async fn metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(METRICS_CONTENT_TYPE)
-        .body(state.stats.encode())
+    match req.path() {
+        "/healthz" => {
+            match actix_rt::time::timeout(PING_TIMEOUT, state.supervisor.send(Ping)).await {
+                Ok(Ok(())) => text(StatusCode::OK, "ok\n"),
+                _ => text(StatusCode::SERVICE_UNAVAILABLE, "actor system not responding\n"),
+            }
+        }
+        "/readyz" if state.readiness.ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut response = Response::with_body(StatusCode::OK, state.stats.encode());
+            response.headers_mut().insert(
+                actix_http::header::CONTENT_TYPE,
+                actix_http::header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n"),
+    }
 }
