@@ -1,39 +1,45 @@
-//! How the real `carrier` binary handles SQS faults moto cannot produce on cue: per-entry failures
-//! inside batch calls, and endpoints without batch APIs (a scripted fake SQS on 127.0.0.1).
+//! How the real `carrier` binary handles SQS faults moto cannot produce on cue, on the in-memory
+//! SQS server (tests/support/fake_sqs): per-entry failures inside batch calls, endpoints without
+//! batch APIs, failing receives, and answers lost on the way back.
 
 mod support;
 
 use std::time::Duration;
 
-use support::fake_sqs::{FakeSqs, Mode};
+use support::fake_sqs::{Entries, EntryFault, FakeSqs, Fault, Op, QueueConfig, Times};
 use support::{CarrierProcess, Sink};
 
 const T: Duration = Duration::from_secs(30);
 
-fn env(sqs: &FakeSqs, sink: &Sink) -> Vec<(&'static str, String)> {
-    vec![
-        ("CARRIER_SQS_ENDPOINT", sqs.endpoint.clone()),
-        ("CARRIER_SQS_QUEUE_NAME", "fake".into()),
-        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
-        ("CARRIER_SQS_BATCH_SIZE", "3".into()),
-        ("CARRIER_SQS_RECEIVER_WORKERS", "3".into()),
-    ]
+fn env(sqs: &FakeSqs, queue: &str, sink: &Sink) -> Vec<(&'static str, String)> {
+    let mut env = sqs.carrier_env(queue, sink);
+    env.push(("CARRIER_SQS_BATCH_SIZE", "3".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "3".into()));
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_entries_that_fail_are_retried_or_reported_one_by_one() {
-    let sqs = FakeSqs::start(Mode::BatchApi, &["ok", "retry-me", "bad-handle"]);
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard());
+    sqs.send_all("jobs", &["ok", "retry-me", "bad-handle"]);
+    sqs.fail_entries(
+        Op::DeleteMessageBatch,
+        Entries::Body("retry-me".into()),
+        EntryFault::internal_error(),
+        Times::Next(1),
+    );
+    sqs.fail_entries(
+        Op::DeleteMessageBatch,
+        Entries::Body("bad-handle".into()),
+        EntryFault::receipt_handle_is_invalid(),
+        Times::Always,
+    );
     let sink = Sink::answering(200);
-    let carrier = CarrierProcess::start(&env(&sqs, &sink));
+    let carrier = CarrierProcess::start(&env(&sqs, "jobs", &sink));
 
-    let deleted = |s: &FakeSqs| -> Vec<String> {
-        s.calls_of("DeleteMessageBatch")
-            .into_iter()
-            .flat_map(|c| c.receipts)
-            .collect()
-    };
-    sqs.wait("retry-me deleted twice (failed once, retried)", T, |s| {
-        (deleted(s).iter().filter(|r| *r == "retry-me").count() == 2).then_some(())
+    sqs.wait("retry-me deleted (failed once, retried)", T, |s| {
+        s.message_with_body("jobs", "retry-me").deleted
     })
     .await;
     carrier
@@ -42,38 +48,114 @@ async fn batch_entries_that_fail_are_retried_or_reported_one_by_one() {
             T,
         )
         .await;
-    let deleted = deleted(&sqs);
+    let attempts = |body: &str| sqs.message_with_body("jobs", body).delete_attempts().len();
+    assert_eq!(attempts("retry-me"), 2, "SQS's fault is retried once");
+    assert_eq!(attempts("ok"), 1, "a successful entry is not resent");
+    assert!(sqs.message_with_body("jobs", "ok").deleted.is_some());
     assert_eq!(
-        deleted.iter().filter(|r| *r == "ok").count(),
+        attempts("bad-handle"),
         1,
-        "a successful entry is not resent: {deleted:?}"
+        "the sender's fault is not retried"
     );
-    assert_eq!(
-        deleted.iter().filter(|r| *r == "bad-handle").count(),
-        1,
-        "the sender's fault is not retried: {deleted:?}"
-    );
+    assert!(sqs
+        .message_with_body("jobs", "bad-handle")
+        .deleted
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_without_batch_apis_get_single_calls() {
-    let sqs = FakeSqs::start(Mode::NoBatchApi, &["a", "b", "c"]);
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard());
+    sqs.send_all("jobs", &["a", "b", "c"]);
+    sqs.disable_batch_apis();
     let sink = Sink::answering(200);
-    let carrier = CarrierProcess::start(&env(&sqs, &sink));
+    let carrier = CarrierProcess::start(&env(&sqs, "jobs", &sink));
 
-    let singles = sqs
-        .wait("three single DeleteMessage calls", T, |s| {
-            let calls = s.calls_of("DeleteMessage");
-            (calls.len() >= 3).then_some(calls)
-        })
+    sqs.wait("a, b and c deleted", T, |s| {
+        (s.counts("jobs").deleted == 3).then_some(())
+    })
+    .await;
+    for body in ["a", "b", "c"] {
+        let deletion = sqs.message_with_body("jobs", body).deleted.unwrap();
+        assert_eq!(
+            deletion.op,
+            Op::DeleteMessage,
+            "{body} deleted by a single call"
+        );
+    }
+    assert_eq!(sqs.calls(Op::DeleteMessage), 3);
+    // The log line is read from carrier's stdout by another thread: wait for it, then count.
+    carrier
+        .wait_log("endpoint has no batch API; using single calls", T)
         .await;
-    let mut receipts: Vec<_> = singles.into_iter().flat_map(|c| c.receipts).collect();
-    receipts.sort();
-    assert_eq!(receipts, ["a", "b", "c"]);
     assert_eq!(
         carrier
             .logs_with("endpoint has no batch API; using single calls")
             .len(),
         1
     );
+    assert_eq!(
+        sqs.calls(Op::DeleteMessageBatch),
+        1,
+        "after one refusal, no more batch calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receives_answered_503_are_retried_and_every_message_still_arrives() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard());
+    let fault = sqs.inject(
+        Op::ReceiveMessage,
+        Fault::service_unavailable(),
+        Times::Next(4),
+    );
+    sqs.send_all("jobs", &["x", "y"]);
+    let sink = Sink::answering(200);
+    let _carrier = CarrierProcess::start(&env(&sqs, "jobs", &sink));
+
+    sqs.wait("x and y deleted", T, |s| {
+        (s.counts("jobs").deleted == 2).then_some(())
+    })
+    .await;
+    assert_eq!(sqs.fault_hits(fault), 4);
+    assert!(
+        sqs.stats(Op::ReceiveMessage).retries >= 1,
+        "the SDK retried"
+    );
+    for body in ["x", "y"] {
+        assert_eq!(sqs.message_with_body("jobs", body).receives.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_whose_receive_answer_is_lost_come_back_after_their_visibility_timeout() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(1));
+    let id = sqs.send("jobs", "lost-once");
+    sqs.inject(Op::ReceiveMessage, Fault::ResetAfter, Times::Next(1));
+    let sink = Sink::answering(200);
+    let _carrier = CarrierProcess::start(&env(&sqs, "jobs", &sink));
+
+    let m = sqs
+        .wait("lost-once deleted", T, |s| {
+            s.message("jobs", &id).filter(|m| m.deleted.is_some())
+        })
+        .await;
+    assert_eq!(
+        m.receives.len(),
+        2,
+        "received once into the void, then again"
+    );
+    assert_eq!(
+        m.deleted.unwrap().receive,
+        1,
+        "deleted through the second receipt"
+    );
+    assert!(
+        m.receives[1].at.duration_since(m.receives[0].at) >= Duration::from_secs(1),
+        "the second receive waited for the visibility timeout"
+    );
+    assert_eq!(sink.requests().len(), 1, "the webhook saw it once");
 }

@@ -99,7 +99,10 @@ async fn route(state: &State, req: Request) -> Response<String> {
         "/healthz" => {
             match actix_rt::time::timeout(PING_TIMEOUT, state.supervisor.send(Ping)).await {
                 Ok(Ok(())) => text(StatusCode::OK, "ok\n"),
-                _ => text(StatusCode::SERVICE_UNAVAILABLE, "actor system not responding\n"),
+                _ => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "actor system not responding\n",
+                ),
             }
         }
         "/readyz" if state.readiness.ready() => text(StatusCode::OK, "ready\n"),
@@ -112,6 +115,9 @@ async fn route(state: &State, req: Request) -> Response<String> {
             );
             response
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: /healthz, /readyz, /metrics\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /healthz, /readyz, /metrics\n",
+        ),
     }
 }
