@@ -20,7 +20,6 @@ use envconfig::Envconfig;
 
 /// One variable of the table, for the README check and anyone who wants the list.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // `default` and `doc` are read by the README check
 pub struct Variable {
     pub name: &'static str,
     /// The default as written in the README's table, `None` for variables without one.
@@ -34,8 +33,7 @@ macro_rules! variables {
         $(#[doc = $doc:literal])+
         $konst:ident = $name:literal => $field:ident: $ty:ty = $kind:tt, $parse:expr;
     )+) => {
-        // Named for tests and readers; the binary itself goes through `VARIABLES` and `Raw`.
-        $( #[allow(dead_code)] pub const $konst: &str = $name; )+
+        $( pub const $konst: &str = $name; )+
 
         /// Every variable carrier reads.
         pub const VARIABLES: &[Variable] = &[$(Variable {
@@ -232,8 +230,7 @@ impl Config {
         Self::from_raw(raw)
     }
 
-    /// For tests: the same, from a map instead of the process environment.
-    #[cfg(test)]
+    /// The same, from a map instead of the process environment (tests, fuzzing).
     pub fn from_map(
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ConfigErrors> {

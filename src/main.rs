@@ -1,13 +1,10 @@
 //! The `carrier` binary: read `CARRIER_*`, set up logging, run the engine until a signal, map how
 //! it ended to an exit status. Everything else lives in the `carrier-actors` crate.
 
-mod config;
-mod logging;
-
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
+use carrier::{config, logging};
 use carrier_actors::{Carrier, ShutdownHandle, StartError, Stats};
 use slog::{info, o, warn, Logger};
 use tokio::signal::unix::{signal, SignalKind};

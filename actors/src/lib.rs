@@ -62,12 +62,12 @@ use tokio::sync::oneshot;
 pub use health::{HealthCheckSettings, OfflineAction};
 pub use http::{parse_http_url, Endpoint};
 pub use lease::NackPolicy;
-pub use messages::Fault;
+pub use messages::{Attribute, AttributeValue, Delivery, Fault};
 pub use signing::SigningKeys;
 pub use sqs::QueueAddress;
 pub use stats::{Stats, StatsSnapshot};
 pub use supervisor::Readiness;
-pub use transmitter::{HeaderStyle, SuccessCodes, WebhookSettings};
+pub use transmitter::{request_headers, HeaderStyle, SuccessCodes, WebhookSettings};
 
 use messages::{Inject, Shutdown};
 use supervisor::Supervisor;

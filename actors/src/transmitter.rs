@@ -167,7 +167,18 @@ impl WebhookTransmitterActor {
         queue_name: &str,
         events: Events,
     ) -> Self {
-        let shape = Shape {
+        WebhookTransmitterActor {
+            shape: Arc::new(Shape::new(settings, queue_name, events)),
+            tls,
+            max_connections,
+            client: None,
+        }
+    }
+}
+
+impl Shape {
+    fn new(settings: Arc<WebhookSettings>, queue_name: &str, events: Events) -> Shape {
+        Shape {
             queue_name: HeaderValue::from_str(queue_name).ok(),
             authorization: settings
                 .endpoint
@@ -177,17 +188,9 @@ impl WebhookTransmitterActor {
             default_content_type: HeaderValue::from_str(&settings.default_content_type).ok(),
             settings,
             events,
-        };
-        WebhookTransmitterActor {
-            shape: Arc::new(shape),
-            tls,
-            max_connections,
-            client: None,
         }
     }
-}
 
-impl Shape {
     /// The request for one delivery to `url` (each redirect hop builds it afresh, so no header is
     /// ever doubled).
     fn request(
@@ -370,6 +373,44 @@ impl Shape {
             }
         }
     }
+}
+
+/// The headers a delivery is sent with, as the transmitter builds them (names lower-case), for
+/// property tests and fuzzing: whatever the message holds, this never panics and yields only
+/// valid header values.
+pub fn request_headers(
+    settings: &WebhookSettings,
+    queue_name: &str,
+    delivery: &Delivery,
+) -> Vec<(String, String)> {
+    let events = Events::new(
+        Arc::new(crate::stats::Stats::new()),
+        slog::Logger::root(slog::Discard, slog::o!()),
+    );
+    let shape = Shape::new(Arc::new(settings.clone()), queue_name, events);
+    let client = awc::Client::default();
+    let signature = settings.signing.as_ref().map(|k| {
+        (
+            "0".to_string(),
+            k.sign(&delivery.message_id, 0, &delivery.body),
+        )
+    });
+    let request = shape.request(
+        &client,
+        &settings.endpoint.url,
+        delivery,
+        signature.as_ref(),
+    );
+    request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Reads (a bounded part of) the body so the connection can be reused.

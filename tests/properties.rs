@@ -1,0 +1,169 @@
+//! Property tests (proptest, on stable, in CI): the parsers and mappings that take outside input
+//! never panic and keep their promises for any input. Failures proptest finds are kept as
+//! regression cases in `tests/properties.proptest-regressions`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use carrier::config::{self, parse_go_duration, Config};
+use carrier_actors::http::retry_after;
+use carrier_actors::{
+    request_headers, Attribute, AttributeValue, Delivery, Endpoint, HeaderStyle, SuccessCodes,
+    WebhookSettings,
+};
+use proptest::prelude::*;
+
+const TWELVE_HOURS: Duration = Duration::from_secs(43_200);
+
+/// A Go duration written as its parts, and the nanoseconds it stands for.
+fn go_duration() -> impl Strategy<Value = (String, u128)> {
+    let unit = prop_oneof![
+        Just(("h", 3_600_000_000_000u128)),
+        Just(("m", 60_000_000_000)),
+        Just(("s", 1_000_000_000)),
+        Just(("ms", 1_000_000)),
+        Just(("us", 1_000)),
+        Just(("ns", 1)),
+    ];
+    prop::collection::vec((0u32..1000, unit), 1..5).prop_map(|parts| {
+        let text: String = parts.iter().map(|(n, (u, _))| format!("{n}{u}")).collect();
+        let nanos = parts.iter().map(|(n, (_, scale))| *n as u128 * scale).sum();
+        (text, nanos)
+    })
+}
+
+proptest! {
+    #[test]
+    fn go_durations_parse_to_the_sum_of_their_parts((text, nanos) in go_duration()) {
+        let d = parse_go_duration(&text).expect("a valid Go duration");
+        // Parts are summed as f64: exact to well under a microsecond at these sizes.
+        prop_assert!((d.as_nanos() as i128 - nanos as i128).abs() <= 1_000, "{text}: {d:?}");
+    }
+
+    #[test]
+    fn any_text_given_as_a_duration_parses_or_is_refused_without_panicking(text in ".{0,40}") {
+        if let Some(d) = parse_go_duration(&text) {
+            prop_assert!(d.as_secs() < 1_000_000_000_000, "{text:?} → {d:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_of_any_text_is_none_or_within_twelve_hours(text in ".{0,40}") {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        if let Some(at) = retry_after(&text, now) {
+            prop_assert!(at >= now && at <= now + TWELVE_HOURS, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_are_taken_as_they_are_up_to_twelve_hours(secs in 0u64..u64::MAX) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = retry_after(&secs.to_string(), now).expect("digits are delay-seconds");
+        prop_assert_eq!(at, now + Duration::from_secs(secs).min(TWELVE_HOURS));
+    }
+
+    #[test]
+    fn retry_after_http_dates_round_trip(ahead in 0u64..200_000) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+        let at = retry_after(&date, now).expect("an HTTP-date");
+        prop_assert_eq!(at, now + Duration::from_secs(ahead).min(TWELVE_HOURS));
+    }
+
+    #[test]
+    fn success_code_lists_contain_exactly_their_codes(
+        ranges in prop::collection::vec((100u16..600, 0u16..30), 1..6),
+    ) {
+        let ranges: Vec<(u16, u16)> = ranges.into_iter().map(|(lo, w)| (lo, (lo + w).min(599))).collect();
+        let text = ranges
+            .iter()
+            .map(|(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let codes = SuccessCodes::parse(&text).expect("a valid list");
+        for status in 100..600 {
+            let expected = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status));
+            prop_assert_eq!(codes.contains(status), expected, "{} in {}", status, text);
+        }
+    }
+
+    #[test]
+    fn any_success_code_text_parses_or_is_refused_without_panicking(text in "[0-9, -]{0,20}|.{0,20}") {
+        let _ = SuccessCodes::parse(&text);
+    }
+
+    #[test]
+    fn attributes_become_headers_only_as_valid_values_never_injected(
+        attributes in prop::collection::vec((".{0,12}", ".{0,24}", any::<bool>()), 0..6),
+        content_type in ".{0,20}",
+        sqsd in any::<bool>(),
+    ) {
+        let settings = WebhookSettings {
+            endpoint: Endpoint::parse("http://u:p@127.0.0.1:9000/hook").unwrap(),
+            header_style: if sqsd { HeaderStyle::Sqsd } else { HeaderStyle::Carrier },
+            ..Default::default()
+        };
+        let mut list: Vec<Attribute> = attributes
+            .iter()
+            .map(|(name, value, binary)| Attribute {
+                name: name.clone(),
+                data_type: if *binary { "Binary".into() } else { "String".into() },
+                value: if *binary {
+                    AttributeValue::Binary(value.clone().into_bytes().into())
+                } else {
+                    AttributeValue::Text(value.clone())
+                },
+            })
+            .collect();
+        list.push(Attribute {
+            name: "Body.ContentType".into(),
+            data_type: "String".into(),
+            value: AttributeValue::Text(content_type),
+        });
+        let delivery = Delivery {
+            message_id: Arc::from("m-1"),
+            body: bytes::Bytes::from_static(b"{}"),
+            receive_count: Some("1".into()),
+            attributes: list,
+            ..Default::default()
+        };
+        let headers = request_headers(&settings, "queue", &delivery);
+        for (name, value) in &headers {
+            prop_assert!(!value.contains(['\r', '\n', '\0']), "{name}: {value:?}");
+            prop_assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()), "{name:?}");
+        }
+        let prefix = if sqsd { "x-aws-sqsd-attr-" } else { "x-carrier-attribute-" };
+        for (name, value, binary) in &attributes {
+            let header = format!("{prefix}{}", name.to_ascii_lowercase());
+            let sent = headers.iter().filter(|(k, _)| *k == header).map(|(_, v)| v).collect::<Vec<_>>();
+            if *binary {
+                // Binary attributes have no header form (unless a text one shares the name).
+                prop_assert!(sent.is_empty() || attributes.iter().any(|(n, _, b)| !b && n.eq_ignore_ascii_case(name)));
+            } else if !name.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b)) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                prop_assert!(sent.contains(&value), "{header} carries {value:?}: {sent:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn configuration_of_any_values_is_accepted_or_refused_naming_each_variable_never_a_secret(
+        values in prop::collection::vec((0usize..config::VARIABLES.len(), ".{0,30}"), 0..12),
+    ) {
+        let mut vars: HashMap<String, String> = values
+            .iter()
+            .map(|(i, v)| (config::VARIABLES[*i].name.to_string(), v.clone()))
+            .collect();
+        vars.insert(config::WEBHOOK_SIGNING_SECRET.into(), "whsec_c2VjcmV0LXNoaGgtdGhpcy1pcy1hLXRlc3Q= hunter2".into());
+        match Config::from_map(&vars) {
+            Ok(_) => {}
+            Err(errors) => {
+                prop_assert!(!errors.0.is_empty());
+                for line in &errors.0 {
+                    prop_assert!(line.starts_with("CARRIER_"), "{line}");
+                    prop_assert!(!line.contains("hunter2"), "a secret leaked: {line}");
+                }
+            }
+        }
+    }
+}
