@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use carrier::{config, logging};
 use carrier_actors::{Carrier, ShutdownHandle, StartError, Stats};
 use slog::{info, o, warn, Logger};
+use slog_async::AsyncGuard;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Exit status for an invalid configuration (or one carrier cannot start with).
@@ -41,8 +43,7 @@ fn main() -> ExitCode {
         ));
         Ok::<_, StartError>(carrier.wait().await)
     });
-    // Flush the log queue: the last lines ("carrier stopped") must reach stdout.
-    drop(log_guard);
+    flush_logs(log_guard);
     match result {
         Ok(reason) => ExitCode::from(reason.exit_code()),
         Err(e) => {
@@ -50,6 +51,20 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
+}
+
+/// How long the last log lines ("carrier stopped") may take to reach stdout at exit.
+const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Writes out the queued log lines, but never waits more than [`LOG_FLUSH_LIMIT`] for a stdout that
+/// does not drain (a stalled log shipper must not keep carrier from exiting).
+fn flush_logs(guard: AsyncGuard) {
+    let (flushed, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(guard);
+        let _ = flushed.send(());
+    });
+    let _ = done.recv_timeout(LOG_FLUSH_LIMIT);
 }
 
 /// SIGTERM or SIGINT starts a graceful drain; a second one exits at once (128 + signal number).

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::fake_sqs::{FakeSqs, QueueConfig};
 use support::{free_port, http_get, parse_metrics, CarrierProcess, Reply, Sink, TestQueue};
 
 const T: Duration = Duration::from_secs(30);
@@ -230,4 +231,35 @@ async fn kubernetes_service_variables_are_not_called_unknown() {
         .map(|l| l["variable"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(unknown, ["CARRIER_WEBHOOK_TIMEOUT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_never_stalls_delivery_or_shutdown() {
+    // The in-memory SQS server: thousands of debug lines within a second or two.
+    let sqs = FakeSqs::start();
+    sqs.create_queue("logged", QueueConfig::standard());
+    let bodies: Vec<String> = (0..3000).map(|i| format!("logged-{i}")).collect();
+    sqs.send_all("logged", &bodies);
+    let sink = Sink::answering(200);
+    let port = free_port();
+    let mut env = sqs.carrier_env("logged", &sink);
+    env.push(("CARRIER_ADMIN_ADDR", format!("127.0.0.1:{port}")));
+    // Debug lines for every message: far more than a pipe and the log queue hold.
+    env.push(("CARRIER_LOG_LEVEL", "debug".into()));
+    env.push(("CARRIER_SQS_BATCH_SIZE", "10".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "10".into()));
+    let (mut carrier, release) = CarrierProcess::start_with_stalled_stdout(&env);
+    sqs.wait("every message deleted", Duration::from_secs(60), |s| {
+        (s.counts("logged").deleted == 3000).then_some(())
+    })
+    .await;
+    let (_, text) = get(port, "/metrics").await;
+    let dropped = parse_metrics(&text)["carrier_log_lines_dropped_total"];
+    assert!(dropped > 0.0, "lines were dropped, not waited for");
+    let signalled = Instant::now();
+    carrier.signal("TERM");
+    // Still nobody reads stdout: the drain and the exit must not wait for it.
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    drop(release);
 }

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::fake_sqs::{Entries, EntryFault, FakeSqs, Fault, Op, QueueConfig, Times};
-use support::{CarrierProcess, Sink};
+use support::fake_sqs::{Entries, EntryFault, FakeSqs, Fault, Message, Op, QueueConfig, Times};
+use support::{CarrierProcess, Reply, Sink};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -158,4 +158,122 @@ async fn messages_whose_receive_answer_is_lost_come_back_after_their_visibility_
         "the second receive waited for the visibility timeout"
     );
     assert_eq!(sink.requests().len(), 1, "the webhook saw it once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_delete_refused_as_the_senders_fault_is_not_retried() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard());
+    sqs.send_all("jobs", &["fine", "refused"]);
+    sqs.disable_batch_apis();
+    sqs.fail_entries(
+        Op::DeleteMessage,
+        Entries::Body("refused".into()),
+        EntryFault::receipt_handle_is_invalid(),
+        Times::Always,
+    );
+    let sink = Sink::answering(200);
+    let carrier = CarrierProcess::start(&env(&sqs, "jobs", &sink));
+    carrier
+        .wait_log(
+            "SQS rejected an entry; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    sqs.wait("fine deleted", T, |s| {
+        s.message_with_body("jobs", "fine").deleted
+    })
+    .await;
+    let attempts = sqs
+        .message_with_body("jobs", "refused")
+        .delete_attempts()
+        .len();
+    assert_eq!(
+        attempts, 1,
+        "ReceiptHandleIsInvalid is not retried on single calls either"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_visibility_extension_is_logged_once_and_the_outcome_still_applied() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(2));
+    sqs.send_all("jobs", &["long"]);
+    sqs.fail_entries(
+        Op::ChangeMessageVisibilityBatch,
+        Entries::Body("long".into()),
+        EntryFault::receipt_handle_is_invalid(),
+        Times::Always,
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(3)));
+    // One slot: the message, visible again once its 2 s lapse, cannot be received twice at once.
+    let carrier = CarrierProcess::start(&sqs.carrier_env("jobs", &sink));
+    sqs.wait("long deleted", T, |s| {
+        s.message_with_body("jobs", "long").deleted
+    })
+    .await;
+    let refused = carrier.logs_with(
+        "SQS refused a visibility extension; the delivery goes on, and its outcome is still applied",
+    );
+    assert_eq!(refused.len(), 1, "logged once, then no more extensions");
+    assert_eq!(
+        sqs.stats(Op::ChangeMessageVisibilityBatch).calls,
+        1,
+        "no retry of a refused extension"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_messages_carry_their_group_and_sequence_number() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue(
+        "orders.fifo",
+        QueueConfig::fifo().content_based_deduplication(),
+    );
+    sqs.send("orders.fifo", Message::new("first").group("customer-7"));
+    let sink = Sink::answering(200);
+    let _carrier = CarrierProcess::start(&sqs.carrier_env("orders.fifo", &sink));
+    let r = sink.wait_requests(1, T).await.remove(0);
+    assert_eq!(r.header("x-carrier-message-group-id"), Some("customer-7"));
+    let sequence = r
+        .header("x-carrier-sequence-number")
+        .expect("a sequence number");
+    assert!(
+        !sequence.is_empty() && sequence.bytes().all(|b| b.is_ascii_digit()),
+        "{sequence}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_extensions_share_batch_calls() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(2));
+    let bodies: Vec<String> = (0..10).map(|i| format!("job-{i}")).collect();
+    sqs.send_all("jobs", &bodies);
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(5)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push(("CARRIER_SQS_BATCH_SIZE", "10".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "10".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    sqs.wait("all 10 deleted", T, |s| {
+        (s.counts("jobs").deleted == 10).then_some(())
+    })
+    .await;
+    let batches = sqs.stats(Op::ChangeMessageVisibilityBatch);
+    let per_message: Vec<usize> = bodies
+        .iter()
+        .map(|b| sqs.message_with_body("jobs", b).visibility_changes().len())
+        .collect();
+    assert!(
+        per_message.iter().all(|n| (3..=7).contains(n)),
+        "{per_message:?}"
+    );
+    assert!(
+        batches.calls * 5 <= per_message.iter().sum::<usize>() as u64,
+        "extensions due together go in one call: {} calls for {per_message:?}",
+        batches.calls
+    );
+    assert_eq!(sink.requests().len(), 10, "none delivered twice");
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
 }
