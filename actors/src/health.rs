@@ -93,9 +93,14 @@ impl HealthCheckActor {
             return;
         }
         self.checking = true;
-        let client = self
-            .client
-            .get_or_insert_with(|| http::client(self.tls.clone(), self.settings.timeout, 1, true));
+        let client = self.client.get_or_insert_with(|| {
+            http::client(
+                self.tls.clone(),
+                self.settings.timeout,
+                1,
+                http::Purpose::HealthCheck,
+            )
+        });
         let mut request = client.get(&self.settings.endpoint.url);
         if let Some(auth) = &self.settings.endpoint.authorization {
             request = request.insert_header((awc::http::header::AUTHORIZATION, auth.as_str()));

@@ -155,26 +155,35 @@ pub fn redirect_target(current: &awc::http::Uri, location: &str) -> Option<Strin
     (target.scheme_str() == Some(scheme)).then(|| location.to_string())
 }
 
-/// An awc client with our settings: the given timeout for the whole request (awc's default is
-/// 5 s), no `Date` header, carrier's User-Agent, at most `max_connections` (kept alive for reuse
-/// up to [`IDLE_CONNECTION_TIMEOUT`]). Redirects: awc follows none for webhook POSTs (the
-/// transmitter follows 307/308 itself); GETs (`follow_redirects`) follow up to 3, as Go does.
+/// What an HTTP client is for: the two differ in redirects and in who bounds a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Webhook POSTs: no redirects followed by awc (the transmitter follows 307/308 itself) and no
+    /// awc timeout: the transmitter bounds the whole delivery, redirects and body included, with
+    /// one deadline (one timer per delivery, not three).
+    Webhook,
+    /// Health-check GETs: up to 3 redirects, as Go does; the timeout bounds each check.
+    HealthCheck,
+}
+
+/// An awc client with our settings: `timeout` for connecting (and, for health checks, the whole
+/// request; awc's default is 5 s), no `Date` header, carrier's User-Agent, at most
+/// `max_connections` (kept alive for reuse up to [`IDLE_CONNECTION_TIMEOUT`]).
 pub fn client(
     tls: Arc<ClientConfig>,
     timeout: Duration,
     max_connections: usize,
-    follow_redirects: bool,
+    purpose: Purpose,
 ) -> awc::Client {
     let connector = awc::Connector::new()
         .rustls_0_23(tls)
         .timeout(timeout)
         .conn_keep_alive(IDLE_CONNECTION_TIMEOUT)
         .limit(max_connections.max(1));
-    let builder = awc::Client::builder().connector(connector).timeout(timeout);
-    let builder = if follow_redirects {
-        builder.max_redirects(3)
-    } else {
-        builder.disable_redirects()
+    let builder = awc::Client::builder().connector(connector);
+    let builder = match purpose {
+        Purpose::Webhook => builder.disable_redirects().disable_timeout(),
+        Purpose::HealthCheck => builder.max_redirects(3).timeout(timeout),
     };
     builder
         .no_default_headers()

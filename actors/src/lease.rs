@@ -186,6 +186,8 @@ pub struct Ledger {
     /// FIFO: leases in hand per group, in received order; the front is the one delivering.
     groups: HashMap<Arc<str>, VecDeque<LeaseId>>,
     blocked: HashMap<Arc<str>, Blocked>,
+    /// Leases in `Delivering`, counted as they move in and out (asked for on every outcome).
+    delivering: usize,
     rng: fastrand::Rng,
 }
 
@@ -202,6 +204,7 @@ impl Ledger {
             next_id: 0,
             groups: HashMap::new(),
             blocked: HashMap::new(),
+            delivering: 0,
             rng,
         }
     }
@@ -226,10 +229,7 @@ impl Ledger {
 
     /// Leases whose delivery is running.
     pub fn delivering(&self) -> usize {
-        self.leases
-            .values()
-            .filter(|l| matches!(l.state, State::Delivering { .. }))
-            .count()
+        self.delivering
     }
 
     /// The receipt handle of a lease (for its SQS action).
@@ -304,6 +304,7 @@ impl Ledger {
             .flatten();
         let Some(group) = group else {
             lease.state = State::Delivering { since: now };
+            self.delivering += 1;
             return Some(Step::Deliver(id, lease.delivery.clone()));
         };
         if let Some(block) = self.blocked.get(&group) {
@@ -333,6 +334,7 @@ impl Ledger {
         queue.push_back(id);
         if queue.len() == 1 {
             lease.state = State::Delivering { since: now };
+            self.delivering += 1;
             Some(Step::Deliver(id, lease.delivery.clone()))
         } else {
             lease.state = State::Queued;
@@ -350,6 +352,9 @@ impl Ledger {
         if !matches!(lease.state, State::Delivering { .. }) {
             return Vec::new();
         }
+        // It leaves `Delivering` now: for `Settling`, or (no action) removed below.
+        self.delivering -= 1;
+        lease.state = State::Settling { extendable: true };
         let receive_count = lease.delivery.receive_count();
         let jitter = self.rng.f64() * 2.0 - 1.0;
         let (action, reappears_at) = match outcome {
@@ -435,6 +440,7 @@ impl Ledger {
                 if let Some(&next) = rest.front() {
                     if let Some(lease) = self.leases.get_mut(&next) {
                         lease.state = State::Delivering { since: now };
+                        self.delivering += 1;
                         steps.push(Step::Deliver(next, lease.delivery.clone()));
                     }
                     self.groups.insert(group.clone(), rest);
@@ -520,6 +526,9 @@ impl Ledger {
 
     fn remove(&mut self, id: LeaseId) {
         if let Some(lease) = self.leases.remove(&id) {
+            if matches!(lease.state, State::Delivering { .. }) {
+                self.delivering -= 1;
+            }
             if let Some(group) = lease.delivery.group_id.as_ref() {
                 if let Some(queue) = self.groups.get_mut(group) {
                     queue.retain(|l| *l != id);
@@ -689,8 +698,9 @@ mod tests {
         let t = Instant::now();
         let steps = l.admit(t, t, vec![msg("a", None), msg("b", None)], false);
         assert_eq!(delivered(&steps), ["a", "b"]);
-        assert_eq!(l.free_slots(), 0);
+        assert_eq!((l.free_slots(), l.delivering()), (0, 2));
         let steps = l.outcome(t, 0, &Outcome::Ack);
+        assert_eq!(l.delivering(), 1);
         assert_eq!(acts(&steps), [(0, Action::Delete)]);
         assert_eq!(l.free_slots(), 0, "the delete is not confirmed yet");
         l.settled(0);
@@ -997,7 +1007,9 @@ mod tests {
             )]
         );
         l.settled(1);
+        assert_eq!(l.delivering(), 1);
         assert_eq!(l.abandon_deliveries(), 1);
+        assert_eq!(l.delivering(), 0);
         assert!(l.is_empty());
         assert!(
             l.outcome(t, 0, &Outcome::Ack).is_empty(),

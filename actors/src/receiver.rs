@@ -294,9 +294,12 @@ impl SqsReceiverActor {
     }
 
     /// Flushes at once when a batch is full or we are draining, else after [`FLUSH_DELAY`].
+    /// At once, too, when no delivery is running: no companion can come (waiting would
+    /// only hold the slots; with Go's defaults of one worker it would cap a receiver at one
+    /// message per flush delay).
     fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         let full = self.deletes.len() >= MAX_BATCH_SIZE || self.visibility.len() >= MAX_BATCH_SIZE;
-        if full || self.state == State::Draining {
+        if full || self.state == State::Draining || self.ledger.delivering() == 0 {
             self.flush(ctx);
         } else if self.flush_timer.is_none()
             && !(self.deletes.is_empty() && self.visibility.is_empty())

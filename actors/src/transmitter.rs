@@ -25,7 +25,7 @@ use crate::signing::SigningKeys;
 /// At most this much of a webhook's response body is read (to keep the connection reusable);
 /// the answer is the status and headers, the body is ignored.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
-/// How long to wait for that body once the status is known.
+/// How long to wait for that body once the answer is known.
 const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most `307`/`308` redirects followed for one delivery.
 const MAX_REDIRECTS: usize = 3;
@@ -141,6 +141,8 @@ impl Default for WebhookSettings {
 /// What a delivery's future needs of its transmitter, shared (the future outlives a restart).
 struct Shape {
     settings: Arc<WebhookSettings>,
+    /// The endpoint, parsed once.
+    uri: Option<awc::http::Uri>,
     /// `X-Carrier-Queue-Name` / `X-Aws-Sqsd-Queue`, computed once.
     queue_name: Option<HeaderValue>,
     authorization: Option<HeaderValue>,
@@ -179,6 +181,7 @@ impl WebhookTransmitterActor {
 impl Shape {
     fn new(settings: Arc<WebhookSettings>, queue_name: &str, events: Events) -> Shape {
         Shape {
+            uri: settings.endpoint.url.parse().ok(),
             queue_name: HeaderValue::from_str(queue_name).ok(),
             authorization: settings
                 .endpoint
@@ -196,14 +199,14 @@ impl Shape {
     fn request(
         &self,
         client: &awc::Client,
-        url: &str,
+        uri: &awc::http::Uri,
         d: &Delivery,
         signature: Option<&(String, String)>,
     ) -> awc::ClientRequest {
         let style = self.settings.header_style;
         // Header names as Go writes them (`X-Carrier-Receive-Count`), for workers that compare
         // names case-sensitively.
-        let mut req = client.post(url).camel_case();
+        let mut req = client.post(uri.clone()).camel_case();
         let content_type = d
             .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
             .and_then(|ct| self.value("Content-Type", ct, d))
@@ -339,7 +342,12 @@ impl Shape {
     /// are answers like any other status (a Nack): following a `301`/`302`/`303` turns the POST
     /// into a GET without the body, and acknowledging that would acknowledge a message never
     /// delivered.
-    async fn send(&self, client: &awc::Client, d: &Delivery) -> Result<Answer, SendRequestError> {
+    /// The answer, and the final response whose body is still to be read.
+    async fn send(
+        &self,
+        client: &awc::Client,
+        d: &Delivery,
+    ) -> Result<(Answer, awc::ClientResponse), SendRequestError> {
         let signature = self.settings.signing.as_ref().map(|keys| {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -347,29 +355,28 @@ impl Shape {
                 .as_secs();
             (now.to_string(), keys.sign(&d.message_id, now, &d.body))
         });
-        let mut url = self.settings.endpoint.url.clone();
+        let Some(mut uri) = self.uri.clone() else {
+            return Err(SendRequestError::Url(awc::error::InvalidUrl::MissingScheme));
+        };
         let mut hops = 0;
         loop {
-            let request = self.request(client, &url, d, signature.as_ref());
-            let uri = request.get_uri().clone();
+            let request = self.request(client, &uri, d, signature.as_ref());
             let mut response = request.send_body(d.body.clone()).await?;
             let status = response.status().as_u16();
             let next = matches!(status, 307 | 308)
                 .then(|| response.headers().get(header::LOCATION))
                 .flatten()
                 .and_then(|l| l.to_str().ok())
-                .and_then(|l| http::redirect_target(&uri, l));
+                .and_then(|l| http::redirect_target(&uri, l))
+                .and_then(|next| next.parse::<awc::http::Uri>().ok());
             match next {
                 Some(next) if hops < MAX_REDIRECTS => {
                     hops += 1;
-                    drain_body(&mut response).await;
-                    url = next;
+                    // Within the delivery's deadline: a redirect is not an answer yet.
+                    let _ = response.body().limit(MAX_RESPONSE_BODY).await;
+                    uri = next;
                 }
-                _ => {
-                    let answer = self.judge(&response);
-                    drain_body(&mut response).await;
-                    return Ok(answer);
-                }
+                _ => return Ok((self.judge(&response), response)),
             }
         }
     }
@@ -395,12 +402,12 @@ pub fn request_headers(
             k.sign(&delivery.message_id, 0, &delivery.body),
         )
     });
-    let request = shape.request(
-        &client,
-        &settings.endpoint.url,
-        delivery,
-        signature.as_ref(),
-    );
+    let uri = settings
+        .endpoint
+        .url
+        .parse()
+        .expect("an endpoint is a valid URI");
+    let request = shape.request(&client, &uri, delivery, signature.as_ref());
     request
         .headers()
         .iter()
@@ -413,8 +420,10 @@ pub fn request_headers(
         .collect()
 }
 
-/// Reads (a bounded part of) the body so the connection can be reused.
-async fn drain_body(response: &mut awc::ClientResponse) {
+/// Reads (a bounded part of) the body of an answer so the connection can be reused, for at most
+/// [`RESPONSE_BODY_TIMEOUT`]: the answer is already known, a slow body must not turn it into a
+/// timeout. (The timer is only registered when the body is not already in hand.)
+async fn drain_body(mut response: awc::ClientResponse) {
     let body = response.body().limit(MAX_RESPONSE_BODY);
     let _ = actix_rt::time::timeout(RESPONSE_BODY_TIMEOUT, body).await;
 }
@@ -464,7 +473,7 @@ impl Handler<Deliver> for WebhookTransmitterActor {
                     self.tls.clone(),
                     settings.request_timeout,
                     self.max_connections,
-                    false,
+                    http::Purpose::Webhook,
                 )
             })
             .clone();
@@ -476,7 +485,10 @@ impl Handler<Deliver> for WebhookTransmitterActor {
             let send = tokio::time::timeout_at(deadline.into(), shape.send(&client, d));
             let answer = tokio::select! {
                 result = send => match result {
-                    Ok(Ok(answer)) => answer,
+                    Ok(Ok((answer, response))) => {
+                        drain_body(response).await;
+                        answer
+                    }
                     Ok(Err(SendRequestError::Timeout)) | Err(_) => nack(NackReason::Timeout),
                     Ok(Err(e)) => nack(NackReason::Connect(e.to_string())),
                 },
