@@ -14,34 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use support::fake_sqs::{FakeSqs, Op, Options, QueueConfig};
-use support::{CarrierProcess, Sink};
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// User + system CPU seconds in a `/proc/.../stat` file (a process or one thread).
-fn stat_cpu_seconds(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
-}
+use support::{cpu_seconds, proc_status, stat_cpu_seconds, CarrierProcess, Sink};
 
 /// This process's threads whose name starts with `prefix` (the in-memory server's threads are
 /// `fake-sqs…`), with their CPU seconds so far, by thread id.
@@ -62,22 +35,28 @@ fn threads_cpu_seconds(prefix: &str) -> std::collections::HashMap<String, f64> {
         .collect()
 }
 
-/// CPU seconds of the server threads that did not exist in `before`.
-fn new_threads_cpu_seconds(before: &std::collections::HashMap<String, f64>) -> f64 {
-    threads_cpu_seconds("fake-sqs")
+/// CPU seconds of this process's `prefix` threads that did not exist in `before`.
+fn new_threads_cpu_seconds(prefix: &str, before: &std::collections::HashMap<String, f64>) -> f64 {
+    threads_cpu_seconds(prefix)
         .into_iter()
         .filter(|(tid, _)| !before.contains_key(tid))
         .map(|(_, cpu)| cpu)
         .sum()
 }
 
+/// One carrier run's figures.
+#[derive(Debug, Clone, Copy, Default)]
 struct Run {
-    label: String,
     msgs_per_sec: f64,
     cpu_us_per_msg: f64,
     peak_rss_mb: f64,
+    /// TCP connections the sink accepted (carrier's keep-alive pool should reuse them).
+    connections: f64,
     sqs_calls_per_msg: f64,
     sqs_cpu_us_per_msg: f64,
+    sink_cpu_us_per_msg: f64,
+    /// Process start to the first webhook POST, with the queue full.
+    first_post_ms: f64,
 }
 
 /// The in-memory server, with `CARRIER_BENCH_SQS_THREADS` runtime threads (default 1).
@@ -92,8 +71,15 @@ fn server() -> FakeSqs {
     })
 }
 
-async fn run(label: &str, n: usize, env_extra: &[(&'static str, &str)]) -> Run {
+/// Moves `n` messages through a fresh carrier. With `scrape`, GETs `/metrics` 20 times a second
+/// meanwhile (does a scraper slow delivery?).
+async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool) -> Run {
     let older_servers = threads_cpu_seconds("fake-sqs");
+    // The sink: its system thread ("test-sink") and actix-web's acceptor and worker threads.
+    let older_sinks = threads_cpu_seconds("test-sink")
+        .into_iter()
+        .chain(threads_cpu_seconds("actix"))
+        .collect();
     let sqs = server();
     sqs.create_queue("bench", QueueConfig::standard());
     let bodies: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
@@ -101,10 +87,28 @@ async fn run(label: &str, n: usize, env_extra: &[(&'static str, &str)]) -> Run {
     let sink = Sink::answering(200);
     let mut env = sqs.carrier_env("bench", &sink);
     env.push(("CARRIER_LOG_LEVEL", "warn".to_string()));
+    let admin = support::free_port();
+    if scrape {
+        env.push(("CARRIER_ADMIN_ADDR", format!("127.0.0.1:{admin}")));
+    }
     env.extend(env_extra.iter().map(|(k, v)| (*k, v.to_string())));
     let started = Instant::now();
     let mut carrier = CarrierProcess::start(&env);
     let pid = carrier.pid();
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(scrape));
+    let scraper = {
+        let scraping = scraping.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut scrapes = 0u32;
+            while scraping.load(std::sync::atomic::Ordering::Relaxed) && scrapes < 10_000 {
+                if let Ok((200, _)) = support::http_get(admin, "/metrics") {
+                    scrapes += 1;
+                }
+                std::thread::sleep(Duration::from_millis(50)); // the scraper's own pace
+            }
+            scrapes
+        })
+    };
     // Constant time per wake-up (an atomic counter, not a scan of what happened), and at most
     // one wake-up per 5 ms: waking on each of thousands of SQS calls a second would take CPU
     // from the processes being measured.
@@ -115,7 +119,7 @@ async fn run(label: &str, n: usize, env_extra: &[(&'static str, &str)]) -> Run {
             tokio::time::timeout_at(deadline, events.changed())
                 .await
                 .is_ok(),
-            "{label}: {} of {n} deleted after 120 s",
+            "{} of {n} deleted after 120 s",
             sqs.totals().deleted
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -123,24 +127,37 @@ async fn run(label: &str, n: usize, env_extra: &[(&'static str, &str)]) -> Run {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid);
-    let peak_rss_mb = proc_field(pid, "status", "VmHWM:") as f64 / 1024.0;
+    let peak_rss_mb = proc_status(pid, "VmHWM:") as f64 / 1024.0;
     let calls: u64 = Op::ALL.iter().map(|op| sqs.calls(*op)).sum();
-    let sqs_cpu = new_threads_cpu_seconds(&older_servers);
+    let sqs_cpu = new_threads_cpu_seconds("fake-sqs", &older_servers);
+    let sink_cpu = new_threads_cpu_seconds("test-sink", &older_sinks)
+        + new_threads_cpu_seconds("actix", &older_sinks);
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.await.unwrap();
+    assert!(!scrape || scrapes > 0, "the scraper got answers");
     carrier.signal("TERM");
     assert!(carrier.wait_exit(Duration::from_secs(30)).await.success());
     let counts = sqs.counts("bench");
     assert_eq!(counts.deleted, n as u64);
     assert!(counts.received >= n as u64);
-    assert!(sink.requests().len() >= n);
+    let requests = sink.requests();
+    assert!(requests.len() >= n);
+    let first_post = requests.iter().map(|r| r.at).min().unwrap() - started;
+    let per_msg = |seconds: f64| seconds / n as f64 * 1e6;
     Run {
-        label: label.to_string(),
         msgs_per_sec: n as f64 / elapsed,
-        cpu_us_per_msg: cpu / n as f64 * 1e6,
+        cpu_us_per_msg: per_msg(cpu),
         peak_rss_mb,
+        connections: sink.connections() as f64,
         sqs_calls_per_msg: calls as f64 / n as f64,
-        sqs_cpu_us_per_msg: sqs_cpu / n as f64 * 1e6,
+        sqs_cpu_us_per_msg: per_msg(sqs_cpu),
+        sink_cpu_us_per_msg: per_msg(sink_cpu),
+        first_post_ms: first_post.as_secs_f64() * 1e3,
     }
 }
+
+/// A benchmark configuration: label, messages, extra environment, scrape /metrics meanwhile.
+type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool);
 
 fn messages_wanted(default: usize) -> usize {
     std::env::var("CARRIER_BENCH_MESSAGES")
@@ -150,50 +167,107 @@ fn messages_wanted(default: usize) -> usize {
         .min(50_000)
 }
 
+fn runs_wanted() -> usize {
+    std::env::var("CARRIER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .clamp(1, 20)
+}
+
+/// min / median / max of one figure over runs.
+fn spread(values: impl IntoIterator<Item = f64>, decimals: usize) -> String {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let median = v[v.len() / 2];
+    format!(
+        "{:.d$} / {:.d$} / {:.d$}",
+        v[0],
+        median,
+        v[v.len() - 1],
+        d = decimals
+    )
+}
+
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with scripts/bench"]
 async fn bench() {
     let n = messages_wanted(20_000);
+    let k = runs_wanted();
     let binary = env!("CARGO_BIN_EXE_carrier");
     let size_mb = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    let static_mb = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/carrier"))
+        .map(|m| m.len() as f64 / 1e6)
+        .ok();
 
-    // Idle: queue resolved, long polls open, nothing to do.
-    let sqs = FakeSqs::start();
-    sqs.create_queue("idle", QueueConfig::standard());
-    let sink = Sink::answering(200);
-    let carrier = CarrierProcess::start(&sqs.carrier_env("idle", &sink));
-    carrier
-        .wait_log("carrier has arrived", Duration::from_secs(30))
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // settle: measuring a steady idle state
-    let idle_rss_mb = proc_field(carrier.pid(), "status", "VmRSS:") as f64 / 1024.0;
-    let threads = proc_field(carrier.pid(), "status", "Threads:");
-    drop(carrier);
+    // Idle: queue resolved, long polls open, nothing to do; a fresh process each time.
+    let mut idle = Vec::new();
+    let mut threads = 0;
+    for _ in 0..k {
+        let sqs = FakeSqs::start();
+        sqs.create_queue("idle", QueueConfig::standard());
+        let sink = Sink::answering(200);
+        let carrier = CarrierProcess::start(&sqs.carrier_env("idle", &sink));
+        carrier
+            .wait_log("carrier has arrived", Duration::from_secs(30))
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await; // settle: measuring a steady idle state
+        idle.push(proc_status(carrier.pid(), "VmRSS:") as f64 / 1024.0);
+        threads = proc_status(carrier.pid(), "Threads:");
+    }
 
-    let runs = vec![
-        run(
+    let batch = [
+        ("CARRIER_SQS_BATCH_SIZE", "10"),
+        ("CARRIER_SQS_RECEIVER_WORKERS", "10"),
+    ];
+    let two = [batch[0], batch[1], ("CARRIER_SQS_RECEIVERS", "2")];
+    let two_threads = [two[0], two[1], two[2], ("CARRIER_THREADS", "2")];
+    let configs: Vec<Config> = vec![
+        ("batch 10, 2 receivers × 10 workers", n, two.to_vec(), false),
+        (
+            "the same, CARRIER_THREADS=2",
+            n,
+            two_threads.to_vec(),
+            false,
+        ),
+        (
+            "the same (1 thread), /metrics scraped at 20 Hz",
+            n,
+            two.to_vec(),
+            true,
+        ),
+        (
             "batch 10, 1 receiver × 10 workers",
             n,
-            &[
-                ("CARRIER_SQS_BATCH_SIZE", "10"),
-                ("CARRIER_SQS_RECEIVER_WORKERS", "10"),
-            ],
-        )
-        .await,
-        run(
-            "batch 10, 2 receivers × 10 workers",
-            n,
-            &[
-                ("CARRIER_SQS_BATCH_SIZE", "10"),
-                ("CARRIER_SQS_RECEIVERS", "2"),
-                ("CARRIER_SQS_RECEIVER_WORKERS", "10"),
-            ],
-        )
-        .await,
-        run("Go defaults (batch 1, 1 × 1)", n / 10, &[]).await,
+            batch.to_vec(),
+            false,
+        ),
+        ("Go defaults (batch 1, 1 × 1)", n / 10, Vec::new(), false),
     ];
+    // `CARRIER_BENCH_ONLY=i`: only the i-th run of the table (scripts/flamegraph profiles the first).
+    let only: Option<usize> = std::env::var("CARRIER_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut results = Vec::new();
+    for (i, (label, messages, env, scrape)) in configs.iter().enumerate() {
+        if only.is_some_and(|only| only != i + 1) {
+            continue;
+        }
+        let mut runs = Vec::new();
+        for _ in 0..k {
+            runs.push(run(*messages, env, *scrape).await);
+        }
+        results.push((*label, *messages, runs));
+    }
 
-    println!("\n| measure | value |\n|---|---|");
+    println!("\n{k} runs each; figures are min / median / max.\n");
+    println!("| measure | value |\n|---|---|");
     println!(
         "| binary ({}) | {size_mb:.2} MB |",
         if cfg!(debug_assertions) {
@@ -202,22 +276,32 @@ async fn bench() {
             "release, stripped"
         }
     );
-    println!("| idle RSS | {idle_rss_mb:.1} MB |");
-    println!("| threads | {threads} |");
+    if let Some(mb) = static_mb {
+        println!("| static binary (dist/carrier, the image's) | {mb:.2} MB |");
+    }
+    println!("| idle RSS | {} MB |", spread(idle.iter().copied(), 2));
+    println!("| threads (idle) | {threads} |");
     println!(
-        "\n| run ({n} messages; Go defaults: {}) | msg/s | CPU µs/msg | peak RSS | SQS calls/msg | SQS server CPU µs/msg |\n|---|---|---|---|---|---|",
-        n / 10
+        "\n| run | messages | msg/s | CPU µs/msg | peak RSS MB | webhook connections | exec → first POST ms | SQS calls/msg | fake SQS CPU µs/msg | sink CPU µs/msg |\n|---|---|---|---|---|---|---|---|---|---|"
     );
-    for r in runs {
+    for (label, messages, runs) in &results {
+        let f = |get: fn(&Run) -> f64, d| spread(runs.iter().map(get), d);
         println!(
-            "| {} | {:.0} | {:.0} | {:.1} MB | {:.2} | {:.0} |",
-            r.label,
-            r.msgs_per_sec,
-            r.cpu_us_per_msg,
-            r.peak_rss_mb,
-            r.sqs_calls_per_msg,
-            r.sqs_cpu_us_per_msg
+            "| {label} | {messages} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f(|r| r.msgs_per_sec, 0),
+            f(|r| r.cpu_us_per_msg, 0),
+            f(|r| r.peak_rss_mb, 1),
+            f(|r| r.connections, 0),
+            f(|r| r.first_post_ms, 0),
+            f(|r| r.sqs_calls_per_msg, 2),
+            f(|r| r.sqs_cpu_us_per_msg, 0),
+            f(|r| r.sink_cpu_us_per_msg, 0),
         );
+        let m = median(runs.iter().map(|r| r.msgs_per_sec));
+        let slow = runs.iter().filter(|r| r.msgs_per_sec < m / 2.0).count();
+        if slow > 0 {
+            println!("|   ⚠ {slow} run(s) below half the median throughput | | | | | | | | | |");
+        }
     }
 }
 
@@ -340,7 +424,7 @@ async fn sqs_server_alone() {
     .await;
     let none = Default::default();
     let server_cpu = || match (&fake, server_pid) {
-        (Some(_), _) => new_threads_cpu_seconds(&none),
+        (Some(_), _) => new_threads_cpu_seconds("fake-sqs", &none),
         (None, Some(pid)) => cpu_seconds(pid),
         (None, None) => f64::NAN,
     };

@@ -27,21 +27,32 @@ pub fn free_port() -> u16 {
 
 /// Serves `routes` (with `state` as app data) on a free 127.0.0.1 port from a thread of its own
 /// with its own actix system, so any test runtime can use it. Returns the port.
-fn serve<T: Send + Sync + 'static>(state: Arc<T>, routes: fn(&mut web::ServiceConfig)) -> u16 {
+/// Each accepted connection bumps `connections`.
+fn serve<T: Send + Sync + 'static>(
+    state: Arc<T>,
+    routes: fn(&mut web::ServiceConfig),
+    connections: Arc<AtomicUsize>,
+) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
     let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let data = web::Data::from(state);
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-                .workers(1)
-                .listen(listener)
-                .expect("listen")
-                .run()
-                .await
-                .expect("test server");
+    std::thread::Builder::new()
+        .name("test-sink".into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let data = web::Data::from(state);
+                HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+                    .on_connect(move |_, _| {
+                        connections.fetch_add(1, Ordering::Relaxed);
+                    })
+                    .workers(1)
+                    .listen(listener)
+                    .expect("listen")
+                    .run()
+                    .await
+                    .expect("test server");
+            })
         })
-    });
+        .expect("spawn the test server's thread");
     port
 }
 
@@ -446,6 +457,8 @@ struct SinkState {
     answered: Mutex<Vec<String>>,
     health_status: AtomicU16,
     health_checks: AtomicUsize,
+    /// TCP connections accepted (carrier's keep-alive pool reuses them).
+    connections: Arc<AtomicUsize>,
     behaviour: Box<Behaviour>,
     events: watch::Sender<u64>,
 }
@@ -473,14 +486,20 @@ impl Sink {
             answered: Mutex::new(Vec::new()),
             health_status: AtomicU16::new(200),
             health_checks: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
             behaviour: Box::new(behaviour),
             events,
         });
-        let port = serve(state.clone(), |app| {
-            app.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .route("/health", web::get().to(health))
-                .default_service(web::to(hook));
-        });
+        let connections = state.connections.clone();
+        let port = serve(
+            state.clone(),
+            |app| {
+                app.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                    .route("/health", web::get().to(health))
+                    .default_service(web::to(hook));
+            },
+            connections,
+        );
         Sink {
             url: format!("http://127.0.0.1:{port}/events"),
             health_url: format!("http://127.0.0.1:{port}/health"),
@@ -495,6 +514,16 @@ impl Sink {
 
     pub fn set_health(&self, status: u16) {
         self.state.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// TCP connections the sink accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+
+    /// POSTs received so far (constant time).
+    pub fn request_count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
     }
 
     pub fn health_checks(&self) -> usize {
@@ -621,7 +650,10 @@ impl CarrierProcess {
         env: &[(&str, String)],
         stalled: Option<std::sync::mpsc::Receiver<()>>,
     ) -> CarrierProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        // `CARRIER_TEST_BINARY` runs another build (or a profiler wrapping one) instead.
+        let binary = std::env::var("CARRIER_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_carrier").to_string());
+        let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", "/nonexistent")
@@ -690,6 +722,11 @@ impl CarrierProcess {
         );
     }
 
+    /// Log lines written so far (constant time).
+    pub fn log_count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
     pub fn log_lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
@@ -750,6 +787,43 @@ impl Drop for CarrierProcess {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// process figures from /proc
+
+/// A number from `/proc/<pid>/status` (`VmRSS:` and `VmHWM:` are in KiB); 0 if unreadable.
+pub fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds in a `/proc/.../stat` file (a process or one thread).
+pub fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// CPU seconds a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// File descriptors a process has open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 /// A plain HTTP/1.0 GET on 127.0.0.1: (status, body). For carrier's admin endpoints.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
@@ -800,7 +874,7 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
 fn send_signal(pid: u32, name: &str) -> bool {
     Command::new("sh")
         .arg("-c")
-        .arg(format!("kill -{name} {pid}"))
+        .arg(format!("kill -{name} {pid} 2>/dev/null"))
         .status()
         .is_ok_and(|s| s.success())
 }
