@@ -361,6 +361,28 @@ async fn produce(
     sent
 }
 
+/// A queue of `n` messages (the given visibility timeout) and a well-behaved webhook that thinks
+/// up to `think` per delivery.
+fn loaded(
+    queue: &str,
+    n: usize,
+    visibility: u32,
+    think: Duration,
+) -> (FakeSqs, Mix, Sink, Arc<Answers>) {
+    let sqs = FakeSqs::start();
+    sqs.create_queue(
+        queue,
+        QueueConfig::standard().visibility_timeout(visibility),
+    );
+    sqs.send_all(queue, &bodies(queue, n));
+    let mix = Mix {
+        think,
+        ..Mix::default()
+    };
+    let (sink, answers) = chaos_sink(mix.clone());
+    (sqs, mix, sink, answers)
+}
+
 async fn wait_all_deleted(sqs: &FakeSqs, queue: &str, n: usize, timeout: Duration) {
     sqs.wait(&format!("all {n} messages deleted"), timeout, |s| {
         (s.counts(queue).deleted >= n as u64).then_some(())
@@ -626,14 +648,8 @@ async fn supervised_restarts_under_load_lose_and_repeat_nothing() {
 #[ignore = "chaos suite: scripts/chaos"]
 async fn kill_9_mid_load_then_a_new_carrier_finishes() {
     let n = size(5_000, 50_000);
-    let sqs = FakeSqs::start();
     // What the dead carrier held comes back after 3 s.
-    sqs.create_queue("killed", QueueConfig::standard().visibility_timeout(3));
-    sqs.send_all("killed", &bodies("killed", n));
-    let (sink, answers) = chaos_sink(Mix {
-        think: Duration::from_millis(20),
-        ..Mix::default()
-    });
+    let (sqs, _, sink, answers) = loaded("killed", n, 3, Duration::from_millis(20));
     let first = CarrierProcess::start(&busy_env(&sqs, "killed", &sink));
     sink.wait("a third delivered", patience(n), |_| {
         (answers.successes() >= n as u64 / 3).then_some(())
@@ -662,13 +678,7 @@ async fn kill_9_mid_load_then_a_new_carrier_finishes() {
 #[ignore = "chaos suite: scripts/chaos"]
 async fn sigterm_mid_load_three_times_then_finish() {
     let n = size(5_000, 50_000);
-    let sqs = FakeSqs::start();
-    sqs.create_queue("term", QueueConfig::standard().visibility_timeout(60));
-    sqs.send_all("term", &bodies("term", n));
-    let (sink, answers) = chaos_sink(Mix {
-        think: Duration::from_millis(50),
-        ..Mix::default()
-    });
+    let (sqs, _, sink, answers) = loaded("term", n, 60, Duration::from_millis(50));
     let shutdown = Duration::from_secs(10);
     for round in 1..=3u64 {
         let carrier = CarrierProcess::start(&busy_env(&sqs, "term", &sink));
@@ -770,14 +780,7 @@ async fn outage(
 #[ignore = "chaos suite: scripts/chaos"]
 async fn webhook_down_then_back_with_pause() {
     let n = size(3_000, 30_000);
-    let sqs = FakeSqs::start();
-    sqs.create_queue("pause", QueueConfig::standard().visibility_timeout(30));
-    sqs.send_all("pause", &bodies("pause", n));
-    let mix = Mix {
-        think: Duration::from_millis(20),
-        ..Mix::default()
-    };
-    let (sink, answers) = chaos_sink(mix.clone());
+    let (sqs, mix, sink, answers) = loaded("pause", n, 30, Duration::from_millis(20));
     let carrier = CarrierProcess::start(&health_env(&sqs, "pause", &sink, "pause"));
     sink.wait("a third delivered", patience(n), |_| {
         (answers.successes() >= n as u64 / 3).then_some(())
@@ -820,14 +823,7 @@ async fn webhook_down_then_back_with_pause() {
 #[ignore = "chaos suite: scripts/chaos"]
 async fn webhook_down_then_back_with_exit() {
     let n = size(3_000, 30_000);
-    let sqs = FakeSqs::start();
-    sqs.create_queue("exit", QueueConfig::standard().visibility_timeout(30));
-    sqs.send_all("exit", &bodies("exit", n));
-    let mix = Mix {
-        think: Duration::from_millis(20),
-        ..Mix::default()
-    };
-    let (sink, answers) = chaos_sink(mix.clone());
+    let (sqs, mix, sink, answers) = loaded("exit", n, 30, Duration::from_millis(20));
     let mut first = CarrierProcess::start(&health_env(&sqs, "exit", &sink, "exit"));
     sink.wait("a third delivered", patience(n), |_| {
         (answers.successes() >= n as u64 / 3).then_some(())
