@@ -167,3 +167,63 @@ proptest! {
         }
     }
 }
+
+/// From a cargo-fuzz find (fuzz/fuzz_targets/config.rs): a signing secret equal to the value of
+/// another, invalid variable. The error quotes that variable's value, as errors of ordinary
+/// variables do; the secret's own error stays redacted.
+#[test]
+fn a_secret_that_equals_another_variables_bad_value_is_not_reported_as_the_secret() {
+    let vars: HashMap<String, String> = [
+        (config::WEBHOOK_SIGNING_SECRET, "555555559=0"),
+        ("CARRIER_SQS_BATCH_SIZE", "555555559=0"),
+        ("CARRIER_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/"),
+        ("CARRIER_SQS_QUEUE_NAME", "q"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let errors = Config::from_map(&vars)
+        .expect_err("a bad batch size is refused")
+        .0;
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.starts_with("CARRIER_SQS_BATCH_SIZE")),
+        "{errors:?}"
+    );
+    for line in errors
+        .iter()
+        .filter(|l| l.starts_with(config::WEBHOOK_SIGNING_SECRET))
+    {
+        assert!(!line.contains("555555559=0"), "the secret leaked: {line}");
+    }
+}
+
+/// From a cargo-fuzz find: a signing secret spelled like a variable name. carrier's own words name
+/// that variable; the secret's error stays redacted.
+#[test]
+fn a_secret_spelled_like_a_variable_name_is_not_reported_as_the_secret() {
+    let vars: HashMap<String, String> = [
+        (config::WEBHOOK_SIGNING_SECRET, "CARRIER_SQS_QUEUE_NAME"),
+        ("CARRIER_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let errors = Config::from_map(&vars).expect_err("no queue").0;
+    let secret_lines: Vec<&String> = errors
+        .iter()
+        .filter(|l| l.starts_with(config::WEBHOOK_SIGNING_SECRET))
+        .collect();
+    assert!(
+        !secret_lines.is_empty(),
+        "a secret without whsec_ is refused: {errors:?}"
+    );
+    for line in secret_lines {
+        assert!(line.contains("<redacted>"), "{line}");
+        assert!(
+            !line.contains("CARRIER_SQS_QUEUE_NAME"),
+            "the secret leaked: {line}"
+        );
+    }
+}
