@@ -402,11 +402,10 @@ pub fn request_headers(
             k.sign(&delivery.message_id, 0, &delivery.body),
         )
     });
-    let uri = settings
-        .endpoint
-        .url
-        .parse()
-        .expect("an endpoint is a valid URI");
+    let uri = shape
+        .uri
+        .clone()
+        .expect("Endpoint::parse yields a valid URI");
     let request = shape.request(&client, &uri, delivery, signature.as_ref());
     request
         .headers()
