@@ -250,15 +250,19 @@ async fn fifo_groups_keep_their_order_through_a_failure_and_run_in_parallel() {
         let bodies: Vec<String> = (0..10).map(|i| format!("{g}-{i}")).collect();
         queue.send_fifo(g, &bodies).await;
     }
-    // One 500 in the middle of group b; every answer takes a little while. (moto's long poll does
-    // not wake when a FIFO group unlocks, so this takes a few 20 s polls; AWS answers at once.)
+    // One 500 in the middle of group b. Groups a and c answer slowly (4 s per group), b quickly,
+    // so a and c still have work to do for the whole time b-4 waits out its visibility timeout
+    // (2 s), even when a busy moto hands out the groups' receives seconds apart. (moto's long
+    // poll does not wake when a FIFO group unlocks, so this takes a few 20 s polls; AWS answers
+    // at once.)
     let sink = Sink::start(|r, seen| {
         let reply = if r.body == "b-4" && seen == 0 {
             Reply::status(500)
         } else {
             Reply::status(200)
         };
-        reply.after(Duration::from_millis(30))
+        let pause = if r.body.starts_with('b') { 30 } else { 400 };
+        reply.after(Duration::from_millis(pause))
     });
     let _carrier = CarrierProcess::start(&env_with(
         &queue,
