@@ -744,8 +744,10 @@ struct Outage {
     back: Instant,
     /// ReceiveMessage calls answered between `reacted` and `back`.
     receive_calls: u64,
-    /// Receives of messages between the webhook going down and carrier noticing: the price of
-    /// detection by health check (threshold × interval), printed, not asserted.
+    /// Receives of messages between the webhook going down and the checks finding it offline
+    /// (threshold × interval). Failing deliveries hold receiving before that, so these are only
+    /// what was in flight, what the open polls brought (held, not burned) and what was handed to
+    /// workers before the hold arrived.
     before_noticing: usize,
 }
 
@@ -768,11 +770,17 @@ async fn outage(
     let receive_calls = sqs.calls(Op::ReceiveMessage) - calls;
     mix.down.store(false, Ordering::SeqCst);
     sink.set_health(200);
+    let before_noticing = receives_between(sqs, queue, down, reacted);
+    let bound = 3 * size(2, 4) * 10;
+    assert!(
+        before_noticing <= bound,
+        "{before_noticing} receives before carrier noticed (at most {bound}: three rounds of workers)"
+    );
     Outage {
         reacted,
         back: Instant::now(),
         receive_calls,
-        before_noticing: receives_between(sqs, queue, down, reacted),
+        before_noticing,
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{free_port, moto, CarrierProcess, Reply, Sink, TestQueue};
@@ -381,6 +383,113 @@ async fn offline_action_pause_stops_receiving_and_resumes_when_the_webhook_is_he
         Some(0),
         "paused, never exited"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_failing_as_if_the_webhook_were_down_hold_receiving_until_a_check_passes() {
+    // Go's check cadence: one a minute, offline after 5. Until the checks notice, every message
+    // received would fail and burn a receive count; the failed deliveries bring a check forward
+    // and hold receiving instead.
+    let queue = TestQueue::create("doubt", 30).await;
+    let down = Arc::new(AtomicBool::new(false));
+    let is_down = down.clone();
+    let sink = Sink::start(move |_, _| {
+        Reply::status(if is_down.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
+        })
+    });
+    let mut env = health_checked(&queue, &sink, "60s", "5");
+    env.extend([
+        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
+        ("CARRIER_SQS_BATCH_SIZE", "3".to_string()),
+        // Failed messages come back after 1 s, so they are there to be received while held.
+        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
+    ]);
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+
+    down.store(true, Ordering::SeqCst);
+    sink.set_health(503);
+    let bodies = queue.send_many("doubt", 30).await;
+    carrier
+        .wait_log(
+            "deliveries failing as if the webhook were down; receiving held until a health check passes",
+            T,
+        )
+        .await;
+    let failed = sink.request_count();
+    // Probes at once, then 1 s later: both fail, and nothing is delivered while held.
+    let probes = carrier.wait_log_count("health check failed", 2, T).await;
+    assert!(probes.iter().all(|p| p["probe"] == true), "{probes:?}");
+    assert_eq!(sink.request_count(), failed, "delivered while held");
+    // Three failures in a row put it in doubt; what was already in flight, or was handed to a
+    // worker before the hold arrived, fails too: a few rounds of 3 workers at most, of 30.
+    assert!(
+        (3..=9).contains(&failed),
+        "{failed} deliveries failed first"
+    );
+
+    down.store(false, Ordering::SeqCst);
+    sink.set_health(200);
+    carrier.wait_log("receiving resumed", T).await;
+    sink.wait_answered_all(&bodies, T).await;
+    queue.wait_empty(T).await;
+    // Only the messages that failed before the hold were received more than once.
+    let burned = sink
+        .requests()
+        .iter()
+        .filter(|r| r.header("x-carrier-receive-count") != Some("1"))
+        .map(|r| r.body.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    println!("held after {failed} failed deliveries; {burned} of 30 messages received again");
+    assert!(
+        burned <= failed,
+        "{burned} messages received again, {failed} failed"
+    );
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_deliveries_from_a_healthy_webhook_cost_one_check_not_a_stall() {
+    // The worker is up (its health check passes) but times out on some messages: the probe
+    // passes at once and receiving goes on; no interval is waited.
+    let queue = TestQueue::create("false-alarm", 30).await;
+    let sink = Sink::start(|r, seen| {
+        if r.body.starts_with("slow") && seen == 0 {
+            Reply::status(200).after(Duration::from_secs(2))
+        } else {
+            Reply::status(200)
+        }
+    });
+    let mut env = health_checked(&queue, &sink, "60s", "5");
+    env.extend([
+        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
+        ("CARRIER_WEBHOOK_REQUEST_TIMEOUT", "500ms".to_string()),
+        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
+    ]);
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    let mut bodies = queue.send_many("slow", 3).await;
+    carrier
+        .wait_log(
+            "webhook healthy; the failed deliveries were not an outage",
+            T,
+        )
+        .await;
+    carrier.wait_log("receiving resumed", T).await;
+    bodies.extend(queue.send_many("fine", 10).await);
+    sink.wait_answered_all(&bodies, T).await;
+    queue.wait_empty(T).await;
+    assert!(
+        carrier.logs_with("health check failed").is_empty(),
+        "no check failed"
+    );
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

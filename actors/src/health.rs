@@ -7,6 +7,14 @@
 //! carrier keeps checking, logging at a bounded rate, until it answers 200 or the optional startup
 //! timeout passes. Once it has been online, `offline_threshold` consecutive failures report it
 //! offline; with the `pause` action checking goes on and a later success reports it online again.
+//!
+//! Between checks, deliveries are the first to see a webhook go down. When a receiver reports
+//! several down-looking failures in a row ([`Suspect`]), the webhook is in doubt: receiving is held
+//! ([`HealthReport::Doubtful`]) and probes run at once, then after 1 s, 2 s, 4 s, ... up to the
+//! interval. The first passing check, probe or regular, releases the hold. Probes do not count
+//! towards the offline threshold, so the time to go offline (and, with `exit`, to exit) stays
+//! threshold × interval, as in Go; they only stop carrier from receiving, and so burning receive
+//! counts, while the regular checks make up their minds.
 //! It gates; it never touches messages.
 
 use std::sync::Arc;
@@ -16,10 +24,14 @@ use actix::prelude::*;
 use slog::{info, warn, Logger};
 
 use crate::http::{self, Endpoint};
-use crate::messages::HealthReport;
+use crate::messages::{HealthReport, Suspect};
 
 /// While waiting for the webhook's first healthy answer, at most one log line this often.
 const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// While in doubt, the second probe runs this long after the first; each later one doubles the
+/// wait, up to the check interval.
+const PROBE_RETRY: Duration = Duration::from_secs(1);
 
 /// What carrier does when the webhook goes offline (`CARRIER_WEBHOOK_OFFLINE_ACTION`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,6 +71,15 @@ pub struct HealthCheckActor {
     online: bool,
     failures: u32,
     checking: bool,
+    /// The check running is a probe (not counted towards the offline threshold).
+    probing: bool,
+    /// A regular check was due while a probe ran: that probe's result counts in its place.
+    tick_missed: bool,
+    /// Deliveries suggested the webhook is down; receiving is held until a check passes.
+    doubtful: bool,
+    /// The next probe, and the wait after it.
+    probe_timer: Option<SpawnHandle>,
+    probe_wait: Duration,
     started: Instant,
     last_waiting_log: Option<Instant>,
     log: Logger,
@@ -82,17 +103,51 @@ impl HealthCheckActor {
             online: false,
             failures: 0,
             checking: false,
+            probing: false,
+            tick_missed: false,
+            doubtful: false,
+            probe_timer: None,
+            probe_wait: PROBE_RETRY,
             started: Instant::now(),
             last_waiting_log: None,
             log,
         }
     }
 
-    fn check(&mut self, ctx: &mut Context<Self>) {
+    /// A regular check: the interval's.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.checking {
+            self.tick_missed |= self.probing;
             return;
         }
+        self.check(false, ctx);
+    }
+
+    /// While in doubt: a probe now (unless a check is running), and the next one later.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        self.probe_timer = None;
+        if !self.doubtful {
+            return;
+        }
+        if !self.checking {
+            self.check(true, ctx);
+        }
+        let wait = self.probe_wait;
+        self.probe_wait = (wait * 2).min(self.settings.interval.max(PROBE_RETRY));
+        self.probe_timer = Some(ctx.run_later(wait, |act, ctx| act.probe(ctx)));
+    }
+
+    /// The doubt is over (a check passed, or the webhook is offline now): stop probing.
+    fn end_doubt(&mut self, ctx: &mut Context<Self>) {
+        self.doubtful = false;
+        if let Some(timer) = self.probe_timer.take() {
+            ctx.cancel_future(timer);
+        }
+    }
+
+    fn check(&mut self, probe: bool, ctx: &mut Context<Self>) {
         self.checking = true;
+        self.probing = probe;
         let client = self.client.get_or_insert_with(|| {
             http::client(
                 self.tls.clone(),
@@ -122,13 +177,17 @@ impl HealthCheckActor {
                 Err(e) => Err(e.to_string()),
             }
         };
-        ctx.spawn(check.into_actor(self).map(|result, act, _ctx| {
+        ctx.spawn(check.into_actor(self).map(|result, act, ctx| {
+            // A probe counts only when it stood in for a regular check.
+            let counted = !act.probing || act.tick_missed;
             act.checking = false;
-            act.record(result);
+            act.probing = false;
+            act.tick_missed = false;
+            act.record(result, counted, ctx);
         }));
     }
 
-    fn record(&mut self, result: Result<(), String>) {
+    fn record(&mut self, result: Result<(), String>, counted: bool, ctx: &mut Context<Self>) {
         let endpoint = &self.settings.endpoint.redacted;
         match result {
             Ok(()) => {
@@ -136,9 +195,19 @@ impl HealthCheckActor {
                 if !self.online {
                     self.online = true;
                     self.ever_online = true;
+                    self.end_doubt(ctx);
                     info!(self.log, "webhook online"; "endpoint" => &self.webhook_endpoint);
                     self.report_to.do_send(HealthReport::Online);
+                } else if self.doubtful {
+                    self.end_doubt(ctx);
+                    info!(self.log, "webhook healthy; the failed deliveries were not an outage";
+                        "endpoint" => &self.webhook_endpoint);
+                    self.report_to.do_send(HealthReport::Online);
                 }
+            }
+            Err(error) if !counted => {
+                warn!(self.log, "health check failed"; "endpoint" => endpoint, "error" => error,
+                    "probe" => true, "consecutive_failures" => self.failures);
             }
             Err(error) if !self.ever_online => {
                 // Not counted: the worker may still be booting.
@@ -159,6 +228,7 @@ impl HealthCheckActor {
                     "error" => error, "consecutive_failures" => self.failures);
                 if self.online && self.failures >= self.settings.offline_threshold {
                     self.online = false;
+                    self.end_doubt(ctx);
                     warn!(self.log, "webhook offline"; "endpoint" => &self.webhook_endpoint,
                         "action" => ?self.settings.offline_action);
                     self.report_to.do_send(HealthReport::Offline);
@@ -172,8 +242,13 @@ impl Actor for HealthCheckActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.check(ctx);
-        ctx.run_interval(self.settings.interval, |act, ctx| act.check(ctx));
+        self.tick(ctx);
+        ctx.run_interval(self.settings.interval, |act, ctx| act.tick(ctx));
+        if self.doubtful {
+            // Restarted while in doubt: the probe timer died with the old context.
+            self.probe_wait = PROBE_RETRY;
+            self.probe(ctx);
+        }
         if let Some(limit) = self.settings.startup_timeout {
             let left = limit.saturating_sub(self.started.elapsed());
             ctx.run_later(left, |act, _| {
@@ -192,6 +267,28 @@ impl Actor for HealthCheckActor {
 impl Supervised for HealthCheckActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.checking = false;
+        self.probing = false;
+        self.tick_missed = false;
+        self.probe_timer = None;
         self.client = None;
+    }
+}
+
+impl Handler<Suspect> for HealthCheckActor {
+    type Result = ();
+
+    /// Deliveries are failing as if the webhook were down. Ignored unless it is online and not
+    /// already in doubt (before it is first online nothing is received; once offline, the regular
+    /// checks decide).
+    fn handle(&mut self, _: Suspect, ctx: &mut Self::Context) {
+        if !self.online || self.doubtful {
+            return;
+        }
+        self.doubtful = true;
+        self.probe_wait = PROBE_RETRY;
+        warn!(self.log, "deliveries failing as if the webhook were down; receiving held until a health check passes";
+            "endpoint" => &self.webhook_endpoint);
+        self.report_to.do_send(HealthReport::Doubtful);
+        self.probe(ctx);
     }
 }

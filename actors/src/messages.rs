@@ -125,6 +125,16 @@ pub enum NackReason {
 }
 
 impl NackReason {
+    /// The way a webhook that is down (not one that rejects a message) fails a delivery: no
+    /// connection, no answer in time, or a gateway's 502/503/504. A plain 500 is the worker
+    /// answering, so it does not count.
+    pub fn looks_down(&self) -> bool {
+        matches!(
+            self,
+            NackReason::Connect(_) | NackReason::Timeout | NackReason::Status(502..=504)
+        )
+    }
+
     /// A short, fixed label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -181,11 +191,21 @@ pub(crate) struct Drain {
     pub done: oneshot::Sender<()>,
 }
 
+/// A receiver saw several deliveries in a row fail the way a down webhook fails them
+/// ([`NackReason::looks_down`]): check the webhook now instead of at the next interval.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Suspect;
+
 /// The health checker's verdict on the webhook.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub(crate) enum HealthReport {
+    /// Healthy: came online, or passed a check while in doubt.
     Online,
+    /// Deliveries suggest it is down; checks are running early. Hold receiving until one passes
+    /// (`Online`) or the regular checks find it offline (`Offline`).
+    Doubtful,
     Offline,
     /// It never came online within `CARRIER_WEBHOOK_STARTUP_TIMEOUT`.
     StartupTimedOut,
@@ -218,3 +238,30 @@ pub enum Fault {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Inject(pub Fault);
+
+#[cfg(test)]
+mod tests {
+    use super::NackReason;
+
+    #[test]
+    fn only_failures_of_a_down_webhook_look_down() {
+        let down = [
+            NackReason::Connect("refused".into()),
+            NackReason::Timeout,
+            NackReason::Status(502),
+            NackReason::Status(503),
+            NackReason::Status(504),
+        ];
+        let up = [
+            NackReason::Status(500),
+            NackReason::Status(501),
+            NackReason::Status(404),
+            NackReason::Status(429),
+            NackReason::TransmitterLost,
+            NackReason::Cancelled,
+            NackReason::NoDeadLetterQueue,
+        ];
+        assert!(down.iter().all(NackReason::looks_down));
+        assert!(!up.iter().any(NackReason::looks_down));
+    }
+}

@@ -23,7 +23,9 @@ use tokio::task::JoinHandle;
 
 use crate::events::Events;
 use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, Step, Why};
-use crate::messages::{Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Resume, Settle};
+use crate::messages::{
+    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Resume, Settle, Suspect,
+};
 use crate::sqs::{
     max_visibility_secs, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
     SqsQueue, MAX_BATCH_SIZE,
@@ -43,6 +45,9 @@ const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 const POLL_BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// ...up to this, so an unreachable SQS costs one call (and one log line) per ~10 s per receiver.
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Down-looking failures in a row before the health checker is told: one round of workers,
+/// clamped to this range.
+const SUSPECT_AFTER: (usize, usize) = (3, 10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -91,6 +96,8 @@ pub(crate) struct ReceiverParts {
     pub receive_visibility: Option<u32>,
     pub ledger: Ledger,
     pub dead_letter: Option<Arc<DeadLetterQueue>>,
+    /// The health checker, when there is one: told when deliveries fail as if it were down.
+    pub suspect: Option<Recipient<Suspect>>,
     pub events: Events,
 }
 
@@ -120,6 +127,9 @@ pub struct SqsReceiverActor {
     /// SQS calls still running; drain waits for them.
     actions_in_flight: usize,
     dead_letter: Option<Arc<DeadLetterQueue>>,
+    suspect: Option<Recipient<Suspect>>,
+    /// Deliveries in a row that failed as if the webhook were down.
+    failing: usize,
     /// Turned `true` at the shutdown deadline: every running delivery is cancelled.
     cancel: watch::Sender<bool>,
     /// Where to report that draining finished.
@@ -152,6 +162,8 @@ impl SqsReceiverActor {
             heartbeat: None,
             actions_in_flight: 0,
             dead_letter: parts.dead_letter,
+            suspect: parts.suspect,
+            failing: 0,
             cancel,
             drained: None,
             drain_deadline: None,
@@ -431,6 +443,35 @@ impl SqsReceiverActor {
         });
     }
 
+    /// Tells the health checker when [`SUSPECT_AFTER`] deliveries in a row (one round of this
+    /// receiver's workers, at least 3 and at most 10) failed as if the webhook were down, so that
+    /// receiving is held before the regular checks notice: every message received meanwhile would
+    /// fail and burn a receive count. An answer that shows it is up resets the count; a restarted
+    /// transmitter or the shutdown deadline says nothing either way.
+    fn watch_for_outage(&mut self, outcome: &Outcome) {
+        let Some(health) = &self.suspect else {
+            return;
+        };
+        match outcome {
+            Outcome::Nack { reason } if reason.looks_down() => {
+                self.failing += 1;
+                let after = self
+                    .ledger
+                    .settings()
+                    .slots
+                    .clamp(SUSPECT_AFTER.0, SUSPECT_AFTER.1);
+                if self.failing >= after {
+                    self.failing = 0;
+                    health.do_send(Suspect);
+                }
+            }
+            Outcome::Nack {
+                reason: NackReason::TransmitterLost | NackReason::Cancelled,
+            } => {}
+            _ => self.failing = 0,
+        }
+    }
+
     /// Messages that arrived while not receiving (paused or draining) go straight back.
     fn release_unleased(&mut self, messages: Vec<Incoming>, ctx: &mut Context<Self>) {
         self.events.released(self.id, messages.len(), Why::Release);
@@ -542,6 +583,7 @@ impl Handler<Settle> for SqsReceiverActor {
                 reason: NackReason::NoDeadLetterQueue,
             };
         }
+        self.watch_for_outage(&outcome);
         let steps = self.ledger.outcome(Instant::now(), settle.lease, &outcome);
         let own = steps.iter().find_map(|s| match s {
             Step::Act(l, a) if *l == settle.lease => Some(a.clone()),

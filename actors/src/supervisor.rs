@@ -76,6 +76,8 @@ pub(crate) struct Supervisor {
     arrived: bool,
     /// Receiving is paused (the webhook is offline, offline action `pause`).
     paused: bool,
+    /// Receiving is held: deliveries put the webhook in doubt and no check has passed since.
+    held: bool,
     /// `CARRIER_EXIT_WHEN_IDLE`: the received count last seen, and since when it has not moved.
     idle_since: (u64, Instant),
     /// Fired once with how the system ended.
@@ -112,6 +114,7 @@ impl Supervisor {
             arbiters: Vec::new(),
             arrived: false,
             paused: false,
+            held: false,
             idle_since: (0, Instant::now()),
             exit: Some(exit),
         }
@@ -196,6 +199,17 @@ impl Supervisor {
             threads.push(arbiter.handle());
             self.arbiters.push(arbiter);
         }
+        // The health checker first: receivers tell it when deliveries fail as if it were down.
+        // (Its reports reach this actor after this handler, so every receiver exists by then.)
+        if let Some(health) = s.health_check.clone() {
+            let endpoint = s.webhook.endpoint.redacted.clone();
+            let (tls, report_to) = (self.tls.clone(), ctx.address().recipient());
+            let log = self.root_log.new(o!("source" => "health"));
+            self.health = Some(actix::Supervisor::start(move |_| {
+                HealthCheckActor::new(health, endpoint, tls, report_to, log)
+            }));
+        }
+        let suspect = self.health.as_ref().map(|h| h.clone().recipient());
         for id in 0..s.receivers {
             let thread = &threads[id % threads.len()];
             let (webhook, tls) = (webhook.clone(), self.tls.clone());
@@ -215,6 +229,7 @@ impl Supervisor {
                 receive_visibility,
                 ledger: Ledger::new(ledger.clone()),
                 dead_letter: started.dead_letter.clone(),
+                suspect: suspect.clone(),
                 events: self
                     .events
                     .with_log(self.root_log.new(o!("source" => "receiver"))),
@@ -224,16 +239,8 @@ impl Supervisor {
             self.transmitters.push(transmitter);
             self.receivers.push(receiver);
         }
-        match s.health_check.clone() {
-            Some(health) => {
-                let endpoint = s.webhook.endpoint.redacted.clone();
-                let (tls, report_to) = (self.tls.clone(), ctx.address().recipient());
-                let log = self.root_log.new(o!("source" => "health"));
-                self.health = Some(actix::Supervisor::start(move |_| {
-                    HealthCheckActor::new(health, endpoint, tls, report_to, log)
-                }));
-            }
-            None => self.arrive(),
+        if self.health.is_none() {
+            self.arrive();
         }
         if let Some(interval) = s.stat_log_interval {
             ctx.run_interval(interval, |act, _| act.log_stats());
@@ -249,8 +256,9 @@ impl Supervisor {
         self.readiness.online.store(true, Ordering::Relaxed);
         self.reset_idle();
         if self.arrived {
-            if self.paused {
+            if self.paused || self.held {
                 self.paused = false;
+                self.held = false;
                 info!(self.log(), "receiving resumed");
                 for r in &self.receivers {
                     r.do_send(Resume);
@@ -279,6 +287,16 @@ impl Supervisor {
         }
     }
 
+    /// The webhook is in doubt: receive nothing until a health check passes.
+    fn hold(&mut self) {
+        if !self.paused && !self.held {
+            self.held = true;
+            for r in &self.receivers {
+                r.do_send(Pause);
+            }
+        }
+    }
+
     fn reset_idle(&mut self) {
         self.idle_since = (self.events.stats().snapshot().received, Instant::now());
     }
@@ -288,6 +306,7 @@ impl Supervisor {
         let snap = self.events.stats().snapshot();
         let busy = !self.arrived
             || self.paused
+            || self.held
             || snap.in_flight > 0
             || snap.received != self.idle_since.0;
         if busy {
@@ -404,6 +423,7 @@ impl Handler<HealthReport> for Supervisor {
             .unwrap_or_default();
         match (report, action) {
             (HealthReport::Online, _) => self.arrive(),
+            (HealthReport::Doubtful, _) => self.hold(),
             (HealthReport::Offline, OfflineAction::Pause) => self.pause(),
             (HealthReport::Offline, OfflineAction::Exit) => {
                 self.readiness.online.store(false, Ordering::Relaxed);
