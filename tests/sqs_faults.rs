@@ -64,6 +64,57 @@ async fn batch_entries_that_fail_are_retried_or_reported_one_by_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_being_retried_holds_only_its_own_slot() {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("slots", QueueConfig::standard());
+    let mut bodies = vec!["stuck".to_string()];
+    bodies.extend((0..9).map(|i| format!("free-{i}")));
+    sqs.send_all("slots", &bodies);
+    // SQS fails this one entry every time: carrier retries it (4 attempts over about 0.7 s), then
+    // gives up and leaves it to its visibility timeout.
+    sqs.fail_entries(
+        Op::DeleteMessageBatch,
+        Entries::Body("stuck".into()),
+        EntryFault::internal_error(),
+        Times::Always,
+    );
+    // Answers take 50 ms each, so the first three deletes tend to share one batch call.
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(50)));
+    let carrier = CarrierProcess::start(&env(&sqs, "slots", &sink));
+    carrier
+        .wait_log(
+            "giving up on SQS action; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    let stuck = sqs.message_with_body("slots", "stuck");
+    let attempts = stuck.delete_attempts();
+    assert_eq!(attempts.len(), 4, "{attempts:?}");
+    let (first, last) = (attempts[0].at, attempts[3].at);
+    // The entries that succeeded beside it freed their slots at once: receiving went on while it
+    // was retried (with 3 slots, holding them all until the retries ended would allow none).
+    let received_meanwhile = bodies[1..]
+        .iter()
+        .filter(|b| {
+            let m = sqs.message_with_body("slots", b);
+            m.receives
+                .first()
+                .is_some_and(|r| first < r.at && r.at < last)
+        })
+        .count();
+    assert!(
+        received_meanwhile >= 1,
+        "no message received during the retries"
+    );
+    for b in &bodies[1..] {
+        sqs.wait("every other message deleted", T, |s| {
+            s.message_with_body("slots", b).deleted
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_without_batch_apis_get_single_calls() {
     let sqs = FakeSqs::start();
     sqs.create_queue("jobs", QueueConfig::standard());

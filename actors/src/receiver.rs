@@ -68,6 +68,11 @@ struct Polled(Result<Received, SqsError>);
 #[rtype(result = "()")]
 struct Settled(Vec<(u64, EntryResult)>);
 
+/// Part of a batch came back while the rest is retried: these leases are done now.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SettledEarly(Vec<(u64, EntryResult)>);
+
 /// A batch of visibility extensions came back.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -290,17 +295,22 @@ impl SqsReceiverActor {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
         }
-        let me = ctx.address();
-        if !self.deletes.is_empty() {
-            let entries = std::mem::take(&mut self.deletes);
-            let (queue, me) = (self.queue.clone(), me.clone());
-            self.spawn_action(async move { me.do_send(Settled(queue.delete(entries).await)) });
-        }
-        if !self.visibility.is_empty() {
-            let entries = std::mem::take(&mut self.visibility);
-            let queue = self.queue.clone();
+        for delete in [true, false] {
+            let pending = if delete {
+                &mut self.deletes
+            } else {
+                &mut self.visibility
+            };
+            if pending.is_empty() {
+                continue;
+            }
+            let entries = std::mem::take(pending);
+            let (queue, me) = (self.queue.clone(), ctx.address());
             self.spawn_action(async move {
-                me.do_send(Settled(queue.change_visibility(entries).await))
+                // What succeeds frees its slot at once, not after the retries of the rest.
+                let early = |results| me.do_send(SettledEarly(results));
+                let rest = queue.settle_early(delete, entries, &early).await;
+                me.do_send(Settled(rest));
             });
         }
     }
@@ -328,6 +338,16 @@ impl SqsReceiverActor {
     fn spawn_action(&mut self, action: impl Future<Output = ()> + 'static) {
         self.actions_in_flight += 1;
         actix_rt::spawn(action);
+    }
+
+    /// SQS confirmed these leases' last action: each is done, and its slot free.
+    fn settled(&mut self, results: Vec<(u64, EntryResult)>, ctx: &mut Context<Self>) {
+        for (lease, _) in results {
+            self.ledger.settled(lease);
+        }
+        self.sync_in_flight();
+        self.poll(ctx);
+        self.check_drained(ctx);
     }
 
     fn action_done(&mut self) {
@@ -615,12 +635,15 @@ impl Handler<Settled> for SqsReceiverActor {
 
     fn handle(&mut self, Settled(results): Settled, ctx: &mut Self::Context) {
         self.action_done();
-        for (lease, _) in results {
-            self.ledger.settled(lease);
-        }
-        self.sync_in_flight();
-        self.poll(ctx);
-        self.check_drained(ctx);
+        self.settled(results, ctx);
+    }
+}
+
+impl Handler<SettledEarly> for SqsReceiverActor {
+    type Result = ();
+
+    fn handle(&mut self, SettledEarly(results): SettledEarly, ctx: &mut Self::Context) {
+        self.settled(results, ctx);
     }
 }
 

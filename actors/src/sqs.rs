@@ -403,6 +403,9 @@ pub struct SqsQueue {
     events: Events,
 }
 
+/// Where [`SqsQueue::settle_early`] hands the results known before a retry.
+pub type EarlyResults<'a> = dyn Fn(Vec<(u64, EntryResult)>) + 'a;
+
 impl SqsQueue {
     /// Resolve the queue URL, retrying with capped backoff until it works. A missing queue or
     /// unreachable endpoint is logged (at a bounded rate), never a panic.
@@ -671,17 +674,39 @@ impl SqsQueue {
 
     /// Delete messages (any number; sent in batches of 10). Every entry gets its result.
     pub async fn delete(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
-        self.settle(Action::Delete, entries).await
+        self.settle(Action::Delete, entries, None).await
+    }
+
+    /// [`Self::delete`] or [`Self::change_visibility`], handing the results already known to
+    /// `early` before each retry wait, so that the entries which succeeded need not wait for
+    /// those being retried. Returns the rest.
+    pub async fn settle_early(
+        &self,
+        delete: bool,
+        entries: Vec<Entry>,
+        early: &EarlyResults<'_>,
+    ) -> Vec<(u64, EntryResult)> {
+        let action = if delete {
+            Action::Delete
+        } else {
+            Action::ChangeVisibility
+        };
+        self.settle(action, entries, Some(early)).await
     }
 
     /// Change visibility timeouts, each entry with its own timeout in seconds.
     pub async fn change_visibility(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
-        self.settle(Action::ChangeVisibility, entries).await
+        self.settle(Action::ChangeVisibility, entries, None).await
     }
 
     /// Runs one kind of action over entries: batches of 10, retrying failed calls and failed
     /// entries that were not the sender's fault, up to [`ACTION_ATTEMPTS`] times.
-    async fn settle(&self, action: Action, mut pending: Vec<Entry>) -> Vec<(u64, EntryResult)> {
+    async fn settle(
+        &self,
+        action: Action,
+        mut pending: Vec<Entry>,
+        early: Option<&EarlyResults<'_>>,
+    ) -> Vec<(u64, EntryResult)> {
         let mut results = Vec::with_capacity(pending.len());
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 1..=ACTION_ATTEMPTS {
@@ -730,6 +755,9 @@ impl SqsQueue {
             }
             pending = retry;
             if attempt < ACTION_ATTEMPTS {
+                if let Some(early) = early.filter(|_| !results.is_empty()) {
+                    early(std::mem::take(&mut results));
+                }
                 actix_rt::time::sleep(backoff.next_delay()).await;
             }
         }
