@@ -419,8 +419,10 @@ async fn deliveries_failing_as_if_the_webhook_were_down_hold_receiving_until_a_c
             T,
         )
         .await;
+    // Probes at once, then 1 s later: both fail, and nothing is delivered between them (by the
+    // first, the hold has reached the receiver).
+    carrier.wait_log("health check failed", T).await;
     let failed = sink.request_count();
-    // Probes at once, then 1 s later: both fail, and nothing is delivered while held.
     let probes = carrier.wait_log_count("health check failed", 2, T).await;
     assert!(probes.iter().all(|p| p["probe"] == true), "{probes:?}");
     assert_eq!(sink.request_count(), failed, "delivered while held");
@@ -488,6 +490,37 @@ async fn failing_deliveries_from_a_healthy_webhook_cost_one_check_not_a_stall() 
         carrier.logs_with("health check failed").is_empty(),
         "no check failed"
     );
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_false_alarm_failing_deliveries_do_not_hold_again_at_once() {
+    // Health passes, but a gateway answers 502 to a dozen messages in a row (their first time):
+    // one hold and one passing probe, then a quiet second in which the other failures are let
+    // be, instead of hold, probe, resume four times over.
+    let queue = TestQueue::create("flap", 30).await;
+    let sink = Sink::start(|r, seen| {
+        Reply::status(if r.body.starts_with("bad") && seen == 0 {
+            502
+        } else {
+            200
+        })
+    });
+    let mut env = health_checked(&queue, &sink, "60s", "5");
+    env.extend([
+        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
+        ("CARRIER_SQS_BATCH_SIZE", "3".to_string()),
+        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
+    ]);
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    let bodies = queue.send_many("bad", 12).await;
+    sink.wait_answered_all(&bodies, T).await;
+    queue.wait_empty(T).await;
+    let alarms = carrier.logs_with("webhook healthy; the failed deliveries were not an outage");
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["quiet_ms"], 1000);
     carrier.signal("TERM");
     assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
 }

@@ -11,10 +11,12 @@
 //! Between checks, deliveries are the first to see a webhook go down. When a receiver reports
 //! several down-looking failures in a row ([`Suspect`]), the webhook is in doubt: receiving is held
 //! ([`HealthReport::Doubtful`]) and probes run at once, then after 1 s, 2 s, 4 s, ... up to the
-//! interval. The first passing check, probe or regular, releases the hold. Probes do not count
-//! towards the offline threshold, so the time to go offline (and, with `exit`, to exit) stays
-//! threshold × interval, as in Go; they only stop carrier from receiving, and so burning receive
-//! counts, while the regular checks make up their minds.
+//! interval. The first passing check sent after the doubt began, probe or regular, releases the
+//! hold; after such a false alarm, doubts are ignored for a quiet time (1 s, doubling with each
+//! false alarm in a row, up to the interval). Probes do not count towards the offline threshold,
+//! so the time to go offline (and, with `exit`, to exit) stays threshold × interval, as in Go;
+//! they only stop carrier from receiving, and so burning receive counts, while the regular checks
+//! make up their minds.
 //! It gates; it never touches messages.
 
 use std::sync::Arc;
@@ -80,6 +82,12 @@ pub struct HealthCheckActor {
     /// The next probe, and the wait after it.
     probe_timer: Option<SpawnHandle>,
     probe_wait: Duration,
+    /// When the current doubt began: only a check started after it can end it.
+    doubt_since: Instant,
+    /// False alarms in a row (a probe passed); each doubles the quiet time after the next.
+    false_alarms: u32,
+    /// Until then, [`Suspect`] is ignored: the last doubt was a false alarm.
+    quiet_until: Option<Instant>,
     started: Instant,
     last_waiting_log: Option<Instant>,
     log: Logger,
@@ -108,6 +116,9 @@ impl HealthCheckActor {
             doubtful: false,
             probe_timer: None,
             probe_wait: PROBE_RETRY,
+            doubt_since: Instant::now(),
+            false_alarms: 0,
+            quiet_until: None,
             started: Instant::now(),
             last_waiting_log: None,
             log,
@@ -177,17 +188,24 @@ impl HealthCheckActor {
                 Err(e) => Err(e.to_string()),
             }
         };
-        ctx.spawn(check.into_actor(self).map(|result, act, ctx| {
+        let sent_at = Instant::now();
+        ctx.spawn(check.into_actor(self).map(move |result, act, ctx| {
             // A probe counts only when it stood in for a regular check.
             let counted = !act.probing || act.tick_missed;
             act.checking = false;
             act.probing = false;
             act.tick_missed = false;
-            act.record(result, counted, ctx);
+            act.record(result, counted, sent_at, ctx);
         }));
     }
 
-    fn record(&mut self, result: Result<(), String>, counted: bool, ctx: &mut Context<Self>) {
+    fn record(
+        &mut self,
+        result: Result<(), String>,
+        counted: bool,
+        sent_at: Instant,
+        ctx: &mut Context<Self>,
+    ) {
         let endpoint = &self.settings.endpoint.redacted;
         match result {
             Ok(()) => {
@@ -198,10 +216,22 @@ impl HealthCheckActor {
                     self.end_doubt(ctx);
                     info!(self.log, "webhook online"; "endpoint" => &self.webhook_endpoint);
                     self.report_to.do_send(HealthReport::Online);
+                } else if self.doubtful && sent_at < self.doubt_since {
+                    // Sent before the deliveries failed: it says nothing about now. Probe.
+                    self.check(true, ctx);
                 } else if self.doubtful {
                     self.end_doubt(ctx);
+                    // A false alarm: the next doubt within a quiet time (1 s, doubling with each
+                    // false alarm in a row, up to the interval) is ignored, so a webhook that
+                    // passes its checks but fails deliveries cannot hold and resume in a loop.
+                    let quiet = PROBE_RETRY
+                        .saturating_mul(1 << self.false_alarms.min(16))
+                        .min(self.settings.interval.max(PROBE_RETRY));
+                    self.false_alarms += 1;
+                    self.quiet_until = Some(Instant::now() + quiet);
                     info!(self.log, "webhook healthy; the failed deliveries were not an outage";
-                        "endpoint" => &self.webhook_endpoint);
+                        "endpoint" => &self.webhook_endpoint, "false_alarms" => self.false_alarms,
+                        "quiet_ms" => quiet.as_millis() as u64);
                     self.report_to.do_send(HealthReport::Online);
                 }
             }
@@ -284,7 +314,18 @@ impl Handler<Suspect> for HealthCheckActor {
         if !self.online || self.doubtful {
             return;
         }
+        let now = Instant::now();
+        if let Some(until) = self.quiet_until {
+            if now < until {
+                return;
+            }
+            if now > until + self.settings.interval {
+                // The last false alarm was long ago: start the quiet times afresh.
+                self.false_alarms = 0;
+            }
+        }
         self.doubtful = true;
+        self.doubt_since = now;
         self.probe_wait = PROBE_RETRY;
         warn!(self.log, "deliveries failing as if the webhook were down; receiving held until a health check passes";
             "endpoint" => &self.webhook_endpoint);

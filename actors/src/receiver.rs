@@ -466,8 +466,7 @@ impl SqsReceiverActor {
     /// Tells the health checker when [`SUSPECT_AFTER`] deliveries in a row (one round of this
     /// receiver's workers, at least 3 and at most 10) failed as if the webhook were down, so that
     /// receiving is held before the regular checks notice: every message received meanwhile would
-    /// fail and burn a receive count. An answer that shows it is up resets the count; a restarted
-    /// transmitter or the shutdown deadline says nothing either way.
+    /// fail and burn a receive count. An answer that shows it is up resets the count.
     fn watch_for_outage(&mut self, outcome: &Outcome) {
         let Some(health) = &self.suspect else {
             return;
@@ -485,7 +484,11 @@ impl SqsReceiverActor {
                     health.do_send(Suspect);
                 }
             }
-            Outcome::Nack {
+            // A Retry-After (429, or a load balancer's 503) is somebody answering, but not
+            // necessarily the worker; a restarted transmitter or the shutdown deadline says
+            // nothing. None of them counts either way.
+            Outcome::Retry { .. }
+            | Outcome::Nack {
                 reason: NackReason::TransmitterLost | NackReason::Cancelled,
             } => {}
             _ => self.failing = 0,
@@ -707,6 +710,8 @@ impl Handler<Resume> for SqsReceiverActor {
     fn handle(&mut self, _: Resume, ctx: &mut Self::Context) {
         if self.state == State::Paused {
             self.state = State::Running;
+            // Failures of deliveries that were in flight during the pause are old news.
+            self.failing = 0;
             let steps = self.ledger.deliver_held(Instant::now());
             self.run(steps, ctx);
             self.poll(ctx);
