@@ -385,6 +385,24 @@ async fn offline_action_pause_stops_receiving_and_resumes_when_the_webhook_is_he
     );
 }
 
+/// A carrier health-checking the sink at Go's cadence (every minute, offline after 5) with 3
+/// workers, whose failed messages come back after 1 s; started, and arrived.
+async fn health_checked_at_go_cadence(
+    queue: &TestQueue,
+    sink: &Sink,
+    extra: &[(&'static str, &str)],
+) -> CarrierProcess {
+    let mut env = health_checked(queue, sink, "60s", "5");
+    env.extend([
+        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
+        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
+    ]);
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    carrier
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_failing_as_if_the_webhook_were_down_hold_receiving_until_a_check_passes() {
     // Go's check cadence: one a minute, offline after 5. Until the checks notice, every message
@@ -400,15 +418,9 @@ async fn deliveries_failing_as_if_the_webhook_were_down_hold_receiving_until_a_c
             200
         })
     });
-    let mut env = health_checked(&queue, &sink, "60s", "5");
-    env.extend([
-        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
-        ("CARRIER_SQS_BATCH_SIZE", "3".to_string()),
-        // Failed messages come back after 1 s, so they are there to be received while held.
-        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
-    ]);
-    let mut carrier = CarrierProcess::start(&env);
-    carrier.wait_log("carrier has arrived", T).await;
+    // Failed messages come back after 1 s, so they are there to be received while held.
+    let mut carrier =
+        health_checked_at_go_cadence(&queue, &sink, &[("CARRIER_SQS_BATCH_SIZE", "3")]).await;
 
     down.store(true, Ordering::SeqCst);
     sink.set_health(503);
@@ -467,14 +479,12 @@ async fn failing_deliveries_from_a_healthy_webhook_cost_one_check_not_a_stall() 
             Reply::status(200)
         }
     });
-    let mut env = health_checked(&queue, &sink, "60s", "5");
-    env.extend([
-        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
-        ("CARRIER_WEBHOOK_REQUEST_TIMEOUT", "500ms".to_string()),
-        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
-    ]);
-    let mut carrier = CarrierProcess::start(&env);
-    carrier.wait_log("carrier has arrived", T).await;
+    let mut carrier = health_checked_at_go_cadence(
+        &queue,
+        &sink,
+        &[("CARRIER_WEBHOOK_REQUEST_TIMEOUT", "500ms")],
+    )
+    .await;
     let mut bodies = queue.send_many("slow", 3).await;
     carrier
         .wait_log(
@@ -507,14 +517,8 @@ async fn after_a_false_alarm_failing_deliveries_do_not_hold_again_at_once() {
             200
         })
     });
-    let mut env = health_checked(&queue, &sink, "60s", "5");
-    env.extend([
-        ("CARRIER_SQS_RECEIVER_WORKERS", "3".to_string()),
-        ("CARRIER_SQS_BATCH_SIZE", "3".to_string()),
-        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
-    ]);
-    let mut carrier = CarrierProcess::start(&env);
-    carrier.wait_log("carrier has arrived", T).await;
+    let mut carrier =
+        health_checked_at_go_cadence(&queue, &sink, &[("CARRIER_SQS_BATCH_SIZE", "3")]).await;
     let bodies = queue.send_many("bad", 12).await;
     sink.wait_answered_all(&bodies, T).await;
     queue.wait_empty(T).await;
