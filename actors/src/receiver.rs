@@ -27,8 +27,8 @@ use crate::messages::{
     Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Resume, Settle, Suspect,
 };
 use crate::sqs::{
-    max_visibility_secs, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
-    SqsQueue, MAX_BATCH_SIZE,
+    max_visibility_secs, Action as SqsAction, Backoff, DeadLetterQueue, Entry, EntryResult,
+    Received, SqsError, SqsQueue, MAX_BATCH_SIZE,
 };
 use crate::transmitter::WebhookTransmitterActor;
 
@@ -295,11 +295,10 @@ impl SqsReceiverActor {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
         }
-        for delete in [true, false] {
-            let pending = if delete {
-                &mut self.deletes
-            } else {
-                &mut self.visibility
+        for action in [SqsAction::Delete, SqsAction::ChangeVisibility] {
+            let pending = match action {
+                SqsAction::Delete => &mut self.deletes,
+                SqsAction::ChangeVisibility => &mut self.visibility,
             };
             if pending.is_empty() {
                 continue;
@@ -309,7 +308,7 @@ impl SqsReceiverActor {
             self.spawn_action(async move {
                 // What succeeds frees its slot at once, not after the retries of the rest.
                 let early = |results| me.do_send(SettledEarly(results));
-                let rest = queue.settle_early(delete, entries, &early).await;
+                let rest = queue.settle_early(action, entries, &early).await;
                 me.do_send(Settled(rest));
             });
         }

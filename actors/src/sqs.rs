@@ -680,17 +680,12 @@ impl SqsQueue {
     /// [`Self::delete`] or [`Self::change_visibility`], handing the results already known to
     /// `early` before each retry wait, so that the entries which succeeded need not wait for
     /// those being retried. Returns the rest.
-    pub async fn settle_early(
+    pub(crate) async fn settle_early(
         &self,
-        delete: bool,
+        action: Action,
         entries: Vec<Entry>,
         early: &EarlyResults<'_>,
     ) -> Vec<(u64, EntryResult)> {
-        let action = if delete {
-            Action::Delete
-        } else {
-            Action::ChangeVisibility
-        };
         self.settle(action, entries, Some(early)).await
     }
 
@@ -911,8 +906,9 @@ impl SqsQueue {
     }
 }
 
+/// What a batch settles: deletes, or visibility changes.
 #[derive(Debug, Clone, Copy)]
-enum Action {
+pub(crate) enum Action {
     Delete,
     ChangeVisibility,
 }
