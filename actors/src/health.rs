@@ -10,10 +10,10 @@
 //!
 //! Between checks, deliveries are the first to see a webhook go down. When a receiver reports
 //! several down-looking failures in a row ([`Suspect`]), the webhook is in doubt: receiving is held
-//! ([`HealthReport::Doubtful`]) and probes run at once, then after 1 s, 2 s, 4 s, ... up to the
-//! interval. The first passing check sent after the doubt began, probe or regular, releases the
-//! hold; after such a false alarm, doubts are ignored for a quiet time (1 s, doubling with each
-//! false alarm in a row, up to the interval). Probes do not count towards the offline threshold,
+//! ([`HealthReport::Doubtful`]) and probes run at once, then after about 1 s, 2 s, 4 s, ... (the
+//! jittered [`Backoff`] of SQS calls) up to the interval. The first passing check sent after the
+//! doubt began, probe or regular, releases the hold; after such a false alarm, doubts are ignored
+//! for a quiet time (about 1 s, doubling with each false alarm in a row, up to the interval). Probes do not count towards the offline threshold,
 //! so the time to go offline (and, with `exit`, to exit) stays threshold × interval, as in Go;
 //! they only stop carrier from receiving, and so burning receive counts, while the regular checks
 //! make up their minds.
@@ -27,13 +27,25 @@ use slog::{info, warn, Logger};
 
 use crate::http::{self, Endpoint};
 use crate::messages::{HealthReport, Suspect};
+use crate::sqs::Backoff;
 
 /// While waiting for the webhook's first healthy answer, at most one log line this often.
 const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// While in doubt, the second probe runs this long after the first; each later one doubles the
-/// wait, up to the check interval.
+/// While in doubt, the second probe runs about this long after the first, and each later one
+/// about twice as long after its predecessor, up to the check interval. After a false alarm,
+/// doubts are ignored for as long, doubling the same way with each false alarm in a row.
 const PROBE_RETRY: Duration = Duration::from_secs(1);
+
+/// The check running, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Running {
+    /// The interval's; it counts towards the offline threshold.
+    Regular,
+    /// An early check while in doubt; it counts only if a regular one fell due meanwhile and it
+    /// stands in for that one.
+    Probe { stands_in: bool },
+}
 
 /// What carrier does when the webhook goes offline (`CARRIER_WEBHOOK_OFFLINE_ACTION`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,20 +84,16 @@ pub struct HealthCheckActor {
     ever_online: bool,
     online: bool,
     failures: u32,
-    checking: bool,
-    /// The check running is a probe (not counted towards the offline threshold).
-    probing: bool,
-    /// A regular check was due while a probe ran: that probe's result counts in its place.
-    tick_missed: bool,
+    running: Option<Running>,
     /// Deliveries suggested the webhook is down; receiving is held until a check passes.
     doubtful: bool,
-    /// The next probe, and the wait after it.
+    /// The next probe, and the waits between probes.
     probe_timer: Option<SpawnHandle>,
-    probe_wait: Duration,
+    probe_waits: Backoff,
     /// When the current doubt began: only a check started after it can end it.
     doubt_since: Instant,
-    /// False alarms in a row (a probe passed); each doubles the quiet time after the next.
-    false_alarms: u32,
+    /// Quiet times after false alarms in a row (a check passed while in doubt).
+    quiet_times: Backoff,
     /// Until then, [`Suspect`] is ignored: the last doubt was a false alarm.
     quiet_until: Option<Instant>,
     started: Instant,
@@ -101,6 +109,7 @@ impl HealthCheckActor {
         report_to: Recipient<HealthReport>,
         log: Logger,
     ) -> Self {
+        let doubling = Backoff::new(PROBE_RETRY, settings.interval.max(PROBE_RETRY));
         HealthCheckActor {
             settings,
             webhook_endpoint,
@@ -110,14 +119,12 @@ impl HealthCheckActor {
             ever_online: false,
             online: false,
             failures: 0,
-            checking: false,
-            probing: false,
-            tick_missed: false,
+            running: None,
             doubtful: false,
             probe_timer: None,
-            probe_wait: PROBE_RETRY,
+            probe_waits: doubling.clone(),
             doubt_since: Instant::now(),
-            false_alarms: 0,
+            quiet_times: doubling,
             quiet_until: None,
             started: Instant::now(),
             last_waiting_log: None,
@@ -127,11 +134,11 @@ impl HealthCheckActor {
 
     /// A regular check: the interval's.
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.checking {
-            self.tick_missed |= self.probing;
-            return;
+        match self.running {
+            None => self.check(Running::Regular, ctx),
+            Some(Running::Probe { .. }) => self.running = Some(Running::Probe { stands_in: true }),
+            Some(Running::Regular) => {}
         }
-        self.check(false, ctx);
     }
 
     /// While in doubt: a probe now (unless a check is running), and the next one later.
@@ -140,11 +147,10 @@ impl HealthCheckActor {
         if !self.doubtful {
             return;
         }
-        if !self.checking {
-            self.check(true, ctx);
+        if self.running.is_none() {
+            self.check(Running::Probe { stands_in: false }, ctx);
         }
-        let wait = self.probe_wait;
-        self.probe_wait = (wait * 2).min(self.settings.interval.max(PROBE_RETRY));
+        let wait = self.probe_waits.next_delay();
         self.probe_timer = Some(ctx.run_later(wait, |act, ctx| act.probe(ctx)));
     }
 
@@ -156,9 +162,8 @@ impl HealthCheckActor {
         }
     }
 
-    fn check(&mut self, probe: bool, ctx: &mut Context<Self>) {
-        self.checking = true;
-        self.probing = probe;
+    fn check(&mut self, kind: Running, ctx: &mut Context<Self>) {
+        self.running = Some(kind);
         let client = self.client.get_or_insert_with(|| {
             http::client(
                 self.tls.clone(),
@@ -190,11 +195,10 @@ impl HealthCheckActor {
         };
         let sent_at = Instant::now();
         ctx.spawn(check.into_actor(self).map(move |result, act, ctx| {
-            // A probe counts only when it stood in for a regular check.
-            let counted = !act.probing || act.tick_missed;
-            act.checking = false;
-            act.probing = false;
-            act.tick_missed = false;
+            let counted = matches!(
+                act.running.take(),
+                Some(Running::Regular | Running::Probe { stands_in: true })
+            );
             act.record(result, counted, sent_at, ctx);
         }));
     }
@@ -218,19 +222,16 @@ impl HealthCheckActor {
                     self.report_to.do_send(HealthReport::Online);
                 } else if self.doubtful && sent_at < self.doubt_since {
                     // Sent before the deliveries failed: it says nothing about now. Probe.
-                    self.check(true, ctx);
+                    self.check(Running::Probe { stands_in: false }, ctx);
                 } else if self.doubtful {
                     self.end_doubt(ctx);
-                    // A false alarm: the next doubt within a quiet time (1 s, doubling with each
-                    // false alarm in a row, up to the interval) is ignored, so a webhook that
-                    // passes its checks but fails deliveries cannot hold and resume in a loop.
-                    let quiet = PROBE_RETRY
-                        .saturating_mul(1 << self.false_alarms.min(16))
-                        .min(self.settings.interval.max(PROBE_RETRY));
-                    self.false_alarms += 1;
+                    // A false alarm: the next doubt within a quiet time is ignored, so a webhook
+                    // that passes its checks but fails deliveries cannot hold and resume in a loop.
+                    let quiet = self.quiet_times.next_delay();
                     self.quiet_until = Some(Instant::now() + quiet);
                     info!(self.log, "webhook healthy; the failed deliveries were not an outage";
-                        "endpoint" => &self.webhook_endpoint, "false_alarms" => self.false_alarms,
+                        "endpoint" => &self.webhook_endpoint,
+                        "false_alarms" => self.quiet_times.failures(),
                         "quiet_ms" => quiet.as_millis() as u64);
                     self.report_to.do_send(HealthReport::Online);
                 }
@@ -276,7 +277,7 @@ impl Actor for HealthCheckActor {
         ctx.run_interval(self.settings.interval, |act, ctx| act.tick(ctx));
         if self.doubtful {
             // Restarted while in doubt: the probe timer died with the old context.
-            self.probe_wait = PROBE_RETRY;
+            self.probe_waits.reset();
             self.probe(ctx);
         }
         if let Some(limit) = self.settings.startup_timeout {
@@ -296,9 +297,7 @@ impl Actor for HealthCheckActor {
 
 impl Supervised for HealthCheckActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.checking = false;
-        self.probing = false;
-        self.tick_missed = false;
+        self.running = None;
         self.probe_timer = None;
         self.client = None;
     }
@@ -321,12 +320,12 @@ impl Handler<Suspect> for HealthCheckActor {
             }
             if now > until + self.settings.interval {
                 // The last false alarm was long ago: start the quiet times afresh.
-                self.false_alarms = 0;
+                self.quiet_times.reset();
             }
         }
         self.doubtful = true;
         self.doubt_since = now;
-        self.probe_wait = PROBE_RETRY;
+        self.probe_waits.reset();
         warn!(self.log, "deliveries failing as if the webhook were down; receiving held until a health check passes";
             "endpoint" => &self.webhook_endpoint);
         self.report_to.do_send(HealthReport::Doubtful);

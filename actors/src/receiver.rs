@@ -308,7 +308,7 @@ impl SqsReceiverActor {
             self.spawn_action(async move {
                 // What succeeds frees its slot at once, not after the retries of the rest.
                 let early = |results| me.do_send(SettledEarly(results));
-                let rest = queue.settle_early(action, entries, &early).await;
+                let rest = queue.settle(action, entries, Some(&early)).await;
                 me.do_send(Settled(rest));
             });
         }

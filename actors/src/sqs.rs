@@ -403,8 +403,8 @@ pub struct SqsQueue {
     events: Events,
 }
 
-/// Where [`SqsQueue::settle_early`] hands the results known before a retry.
-pub type EarlyResults<'a> = dyn Fn(Vec<(u64, EntryResult)>) + 'a;
+/// Where [`SqsQueue::settle`] hands the results known before a retry.
+pub(crate) type EarlyResults<'a> = dyn Fn(Vec<(u64, EntryResult)>) + 'a;
 
 impl SqsQueue {
     /// Resolve the queue URL, retrying with capped backoff until it works. A missing queue or
@@ -677,26 +677,16 @@ impl SqsQueue {
         self.settle(Action::Delete, entries, None).await
     }
 
-    /// [`Self::delete`] or [`Self::change_visibility`], handing the results already known to
-    /// `early` before each retry wait, so that the entries which succeeded need not wait for
-    /// those being retried. Returns the rest.
-    pub(crate) async fn settle_early(
-        &self,
-        action: Action,
-        entries: Vec<Entry>,
-        early: &EarlyResults<'_>,
-    ) -> Vec<(u64, EntryResult)> {
-        self.settle(action, entries, Some(early)).await
-    }
-
     /// Change visibility timeouts, each entry with its own timeout in seconds.
     pub async fn change_visibility(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
         self.settle(Action::ChangeVisibility, entries, None).await
     }
 
     /// Runs one kind of action over entries: batches of 10, retrying failed calls and failed
-    /// entries that were not the sender's fault, up to [`ACTION_ATTEMPTS`] times.
-    async fn settle(
+    /// entries that were not the sender's fault, up to [`ACTION_ATTEMPTS`] times. With `early`,
+    /// the results already known are handed to it before each retry wait, so that the entries
+    /// which succeeded need not wait for those being retried; the rest are returned.
+    pub(crate) async fn settle(
         &self,
         action: Action,
         mut pending: Vec<Entry>,
