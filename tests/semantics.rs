@@ -559,3 +559,166 @@ async fn redirect_hops_send_each_header_once_and_share_one_request_timeout() {
         .contains(','));
     queue.wait_counts((0, 1), T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_fifo_message_goes_to_the_dlq_alone_and_the_rest_of_its_group_is_delivered_once()
+{
+    // SPEC 4.7 as amended: the guard holds a later message of a blocked group, never hands it
+    // back, so it never burns a receive count. a-1 always fails and moves to the DLQ after three
+    // receives; a-2 and a-3 must each reach the webhook once, on their first receive, and never
+    // reach the DLQ. (Batch size 1, as the README advises for FIFO queues with a DLQ.)
+    let dlq = TestQueue::create_fifo("fifo-dlq-target", 30).await;
+    let policy = format!(
+        r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":"3"}}"#,
+        dlq.arn().await
+    );
+    let queue = TestQueue::create_with(
+        "fifo-dlq",
+        2,
+        &[
+            (QueueAttributeName::FifoQueue, "true".to_string()),
+            (
+                QueueAttributeName::ContentBasedDeduplication,
+                "true".to_string(),
+            ),
+            (QueueAttributeName::RedrivePolicy, policy),
+        ],
+    )
+    .await;
+    let bodies: Vec<String> = (1..=3).map(|i| format!("a-{i}")).collect();
+    queue.send_fifo("a", &bodies).await;
+    let sink = Sink::start(|r, _| Reply::status(if r.body == "a-1" { 500 } else { 200 }));
+    let carrier = CarrierProcess::start(&env_with(
+        &queue,
+        &sink,
+        &[("CARRIER_SQS_RECEIVER_WORKERS", "2")],
+    ));
+    sink.wait_answered_all(&bodies[1..], Duration::from_secs(60))
+        .await;
+    queue.wait_empty(T).await;
+    let requests = sink.requests();
+    let later: Vec<_> = requests.iter().filter(|r| r.body != "a-1").collect();
+    assert_eq!(later.len(), 2, "a-2 and a-3 once each");
+    for r in &later {
+        assert_eq!(
+            r.header("x-carrier-receive-count"),
+            Some("1"),
+            "{} was received before: the guard handed it back",
+            r.body
+        );
+    }
+    let dead: Vec<_> = dlq
+        .take_all()
+        .await
+        .into_iter()
+        .map(|m| m.body().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(dead, ["a-1"], "only the failing message is dead-lettered");
+    assert!(carrier
+        .logs_with("returned a later message of a blocked FIFO group")
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cancelled_at_the_shutdown_deadline_is_counted_and_the_counters_add_up() {
+    // SPEC 4.13: received = acked + retried + nacked + released + dead-lettered at stop.
+    let queue = TestQueue::create("cancelled", 30).await;
+    queue.send("stuck").await;
+    queue.send("waiting").await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(60)));
+    let mut carrier = CarrierProcess::start(&env_with(
+        &queue,
+        &sink,
+        &[
+            ("CARRIER_SQS_BATCH_SIZE", "2"),
+            ("CARRIER_SQS_RECEIVER_WORKERS", "2"),
+            ("CARRIER_SHUTDOWN_TIMEOUT", "1s"),
+        ],
+    ));
+    sink.wait_requests(2, T).await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    let n = |k: &str| stopped[k].as_u64().unwrap();
+    assert_eq!(n("received"), 2, "{stopped}");
+    assert_eq!(n("nacked"), 2, "both cancelled at the deadline: {stopped}");
+    let nacks = carrier.logs_with(NACK_LOG);
+    assert!(
+        nacks
+            .iter()
+            .all(|l| l["reason"] == "cancelled at the shutdown deadline"),
+        "{nacks:?}"
+    );
+    assert_eq!(
+        n("received"),
+        n("acked") + n("retried") + n("nacked") + n("released") + n("dead_lettered"),
+        "{stopped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_when_idle_never_exits_0_while_the_queue_cannot_be_reached() {
+    // SPEC 4.13: a queue URL that does not exist fails every receive; the idle clock counts only
+    // receives that succeeded and came back empty, so carrier keeps trying (and is not ready).
+    let url = format!(
+        "{}/123456789012/no-such-queue-{}?token=s3cret-token",
+        support::moto().endpoint,
+        std::process::id()
+    );
+    let sink = Sink::answering(200);
+    let mut carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_QUEUE_URL", url),
+        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+        ("CARRIER_EXIT_WHEN_IDLE", "500ms".to_string()),
+    ]);
+    // Four failed receives take over 1.4 s of backoff: well past the idle time.
+    carrier
+        .wait_log_count("failed to receive messages", 4, Duration::from_secs(60))
+        .await;
+    assert!(
+        carrier
+            .logs_with("queue idle; draining and exiting")
+            .is_empty(),
+        "an unreachable queue is not an idle one"
+    );
+    assert!(
+        carrier.logs_with("queue resolved").is_empty(),
+        "SQS never answered for it"
+    );
+    assert!(
+        carrier.log_lines().iter().all(|l| !l.contains("s3cret")),
+        "the queue URL's query string is never logged"
+    );
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_queue_url_with_a_query_string_is_fifo_and_its_query_is_never_logged() {
+    let queue = TestQueue::create_fifo("fifo-url", 30).await;
+    let sink = Sink::answering(200);
+    let carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_ENDPOINT", support::moto().endpoint.clone()),
+        (
+            "CARRIER_SQS_QUEUE_URL",
+            format!("{}?token=s3cret-token", queue.url),
+        ),
+        ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+    ]);
+    let line = carrier
+        .wait(
+            |c| {
+                c.log_lines().into_iter().find(|l| {
+                    l.contains("queue resolved") || l.contains("queue URL not yet confirmed")
+                })
+            },
+            T,
+        )
+        .await;
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["fifo"], true, "{line}");
+    assert!(
+        carrier.log_lines().iter().all(|l| !l.contains("s3cret")),
+        "the queue URL's query string is never logged"
+    );
+}

@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::fake_sqs::{Entries, EntryFault, FakeSqs, Fault, Message, Op, QueueConfig, Times};
+use support::fake_sqs::{
+    ApiError, Entries, EntryFault, FakeSqs, Fault, Message, Op, QueueConfig, Times,
+};
 use support::{CarrierProcess, Reply, Sink};
 
 const T: Duration = Duration::from_secs(30);
@@ -287,6 +289,12 @@ async fn a_refused_visibility_extension_is_logged_once_and_the_outcome_still_app
         "SQS refused a visibility extension; the delivery goes on, and its outcome is still applied",
     );
     assert_eq!(refused.len(), 1, "logged once, then no more extensions");
+    assert!(
+        carrier
+            .logs_with("SQS rejected an entry; the message reappears after its visibility timeout")
+            .is_empty(),
+        "one refusal is one log line, not two"
+    );
     assert_eq!(
         sqs.stats(Op::ChangeMessageVisibilityBatch).calls,
         1,
@@ -347,4 +355,87 @@ async fn heartbeat_extensions_share_batch_calls() {
     assert_eq!(sink.requests().len(), 10, "none delivered twice");
     carrier.signal("TERM");
     assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}
+
+/// The `carrier stopped` line's counters add up: every message received ended one way.
+fn assert_account_adds_up(stopped: &serde_json::Value) {
+    let n = |k: &str| {
+        stopped[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {stopped}"))
+    };
+    assert_eq!(
+        n("received"),
+        n("acked") + n("retried") + n("nacked") + n("released") + n("dead_lettered"),
+        "{stopped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_extension_is_slower_than_its_visibility_is_delivered_once() {
+    // SPEC 4.13: visibility 4 s, a 9 s job, and the first ChangeMessageVisibilityBatch answered
+    // only after 6 s. The call is cut off when the message's visibility runs out and tried again;
+    // should SQS hand the message out again meanwhile, it joins its lease. Either way the webhook
+    // sees it once, and it is deleted once.
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
+    sqs.send_all("jobs", &["long"]);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::Delay(Duration::from_secs(6)),
+        Times::Next(1),
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(9)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    // A free slot, so that a lapsed message would be received (and delivered) again.
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    sqs.wait("long deleted", T, |s| {
+        s.message_with_body("jobs", "long").deleted.map(|_| ())
+    })
+    .await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert_eq!(sink.requests().len(), 1, "the webhook saw the message once");
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert_eq!(
+        (stopped["received"].as_u64(), stopped["acked"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_account_adds_up(&stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_attributes_denied_at_start_still_keep_a_long_job_invisible() {
+    // SPEC 4.13: GetQueueAttributes refused (no rights): carrier assumes 30 s and asks for it on
+    // every receive, so SQS keeps what the heartbeat assumes, though the queue's own is 3 s.
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(3));
+    sqs.send_all("jobs", &["seven-seconds"]);
+    let denied = sqs.inject(
+        Op::GetQueueAttributes,
+        Fault::Error(ApiError::sender(
+            "AccessDenied",
+            "AccessDenied",
+            "not authorized to perform sqs:GetQueueAttributes",
+        )),
+        Times::Always,
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(7)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let carrier = CarrierProcess::start(&env);
+    sqs.wait("deleted", T, |s| {
+        s.message_with_body("jobs", "seven-seconds")
+            .deleted
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(sink.requests().len(), 1, "delivered once");
+    // Rights granted later: the real values are read in the background and used.
+    sqs.clear_fault(denied);
+    let read = carrier
+        .wait_log("read the queue's attributes", Duration::from_secs(40))
+        .await;
+    assert_eq!(read["visibility_timeout_s"], 3);
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use slog::{debug, error, info, warn, Logger};
 
-use crate::lease::Why;
 use crate::messages::{Answer, NackReason, Outcome};
 use crate::sqs::SqsError;
 use crate::stats::Stats;
@@ -149,20 +148,33 @@ impl Events {
             "message_id" => message_id);
     }
 
+    /// The move failed: counted as a failed delivery (it reappears).
     pub fn dead_letter_failed(&self, message_id: &str, error: &SqsError) {
         self.sqs_error_counted(error.operation);
+        let reason = NackReason::DeadLetterFailed;
+        self.stats
+            .nacked
+            .get_or_create(&[("reason", reason.label())])
+            .inc();
+        self.stats.nacked_total.inc();
         error!(self.log, "could not move the message to the dead-letter queue; it reappears after its visibility timeout";
             "message_id" => message_id, "error" => %error);
     }
 
-    /// Messages handed back to SQS unsent.
-    pub fn released(&self, receiver: usize, count: usize, why: Why) {
+    /// Messages handed back to SQS unsent (FIFO order after a failure, held too long while
+    /// paused, shutdown).
+    pub fn released(&self, receiver: usize, count: usize) {
         self.stats.released.inc_by(count as u64);
-        match why {
-            Why::Bounce => debug!(self.log, "returned a later message of a blocked FIFO group";
-                "receiver" => receiver, "count" => count),
-            _ => info!(self.log, "releasing messages unsent"; "receiver" => receiver,
-                "count" => count, "why" => ?why),
+        debug!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => count);
+    }
+
+    /// SQS handed out a message this receiver still holds (its visibility lapsed under a slow
+    /// SQS): it joined its lease and is not delivered again.
+    pub fn redelivered_while_held(&self, message_id: &str) {
+        self.stats.redelivered_while_held.inc();
+        if self.warn_bounded("redelivered while held") {
+            warn!(self.log, "SQS handed out a message carrier still holds; it is not delivered again";
+                "message_id" => message_id);
         }
     }
 

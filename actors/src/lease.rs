@@ -3,8 +3,21 @@
 //!
 //! A lease holds the receipt handle, its delivery slot, its visibility deadline (for the
 //! heartbeat), its FIFO group and its receive count. Its states are few and named:
-//! `Queued` (FIFO: waiting behind its group) → `Delivering` → `Settling` → removed (done). A slot
-//! frees only when the lease is removed, so slow or throttled settling pushes back on receiving.
+//! `Held` (received while paused) / `Queued` (FIFO: waiting behind its group) → `Delivering` →
+//! `Settling` (its action decided) → removed (done). A slot frees only when the lease is removed,
+//! so slow or throttled settling pushes back on receiving.
+//!
+//! Three rules keep a message from being delivered twice or burning receive counts:
+//! - A message handed out again while held (its visibility lapsed under a slow SQS) joins its
+//!   lease: the lease takes the newer receipt handle; nothing is delivered again.
+//! - The heartbeat has one state per lease ([`Heartbeat`]): due at a time, a call out, or off. A
+//!   visibility action decided while a call is out waits for it (`Settling { sent: false }`), so
+//!   the two cannot cross. Every visibility asked for is capped here, at SQS's 12 hours.
+//! - FIFO (SPEC 4.7): a group's messages in hand are delivered one at a time in received order.
+//!   After a failure the rest of the group in hand is released and the group is blocked until
+//!   the failed message is due back; a later message of a blocked group that SQS hands out anyway
+//!   is *held* (kept invisible, its slot taken), never handed back, until the failed one is back
+//!   (it goes first) or is due. A block is forgotten once due, so its memory is bounded.
 //!
 //! This is plain data and logic: no actors, no I/O, no clock (every call takes `now`), so it is
 //! tested without a runtime. The receiver actor wires timers, SQS calls and `Deliver` → `Outcome`
@@ -23,11 +36,9 @@ pub type LeaseId = u64;
 const MAX_HOLD: Duration = Duration::from_secs(crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS);
 /// Slack kept below SQS's 12 hours for clocks and transit.
 const MAX_HOLD_SLACK: Duration = Duration::from_secs(5);
-/// How long a FIFO group stays blocked after its failed message was due to reappear, in case that
-/// message never comes back to us (another consumer took it, or SQS moved it to the DLQ).
-const BLOCK_GRACE: Duration = Duration::from_secs(5);
-/// Shortest visibility a bounced FIFO message gets (so a bounce never turns into a hot loop).
-const MIN_BOUNCE: Duration = Duration::from_secs(1);
+/// After a FIFO group's failed message is due to reappear, how long the group's held messages
+/// still wait for it to come back to this receiver (a poll's round trip) before they go.
+const BLOCK_GRACE: Duration = Duration::from_secs(2);
 
 /// What a Nack does (`CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT`, `_ERROR_BACKOFF_MAX`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,16 +100,16 @@ pub enum Why {
     Retry,
     /// The Nack policy's error timeout.
     Nack,
-    /// Handed back unsent (visibility 0): FIFO order after a failure, or shutdown.
+    /// Handed back unsent (visibility 0): FIFO order after a failure, held too long while
+    /// paused, or shutdown.
     Release,
-    /// FIFO: a later message of a blocked group, back until the failed one is due to reappear.
-    Bounce,
 }
 
 /// An SQS action for one lease. The actor runs it and reports with [`Ledger::settled`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Delete,
+    /// `secs` as it is applied (capped at SQS's 12 hours from receipt).
     Visibility {
         secs: u32,
         why: Why,
@@ -123,11 +134,34 @@ pub struct Incoming {
     pub delivery: Arc<Delivery>,
 }
 
+/// What [`Ledger::admit`] made of one receive.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub steps: Vec<Step>,
+    /// New leases (each counts as received).
+    pub new: usize,
+    /// Messages this ledger already held, handed out again: they joined their lease.
+    pub rejoined: Vec<Arc<str>>,
+}
+
+/// What [`Ledger::outcome`] decided for a delivery.
+#[derive(Debug, Default)]
+pub struct Decided {
+    /// The lease's own SQS action as it will be applied (`None`: left to its visibility timeout),
+    /// even when it waits for an extension call to return first.
+    pub action: Option<Action>,
+    pub steps: Vec<Step>,
+}
+
 /// A due visibility extension: run it, report with [`Ledger::extended`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
     pub lease: LeaseId,
     pub secs: u32,
+    /// The receipt handle it was asked with (a lease may take a newer one while the call is out).
+    pub receipt: Arc<str>,
+    /// When the message becomes visible unless this call succeeds: the call is cut off then.
+    pub visible_until: Instant,
 }
 
 /// How an extension went.
@@ -138,43 +172,78 @@ pub enum Extended {
     Refused,
     /// It failed for now; try again soon.
     Failed,
+    /// It was cut off at the visibility left: try again at once while the lease is held.
+    CutOff,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    /// Received while receiving is paused: kept invisible, not yet placed.
+    /// Received while receiving is paused: kept invisible (at most one visibility timeout), not
+    /// yet placed.
     Held,
-    /// FIFO: waiting behind an earlier message of its group.
+    /// FIFO: waiting behind an earlier message of its group, or for its blocked group to open.
     Queued,
     /// Its `Deliver` is with a transmitter.
     Delivering { since: Instant },
-    /// Its outcome is known and its SQS action runs (or waits for an extension call to return).
-    Settling { extendable: bool },
+    /// Its outcome is known and this action decided. `sent`: handed to the actor (`false` while
+    /// it waits for an extension call to return, so the two cannot cross).
+    Settling { action: Action, sent: bool },
+}
+
+/// The visibility heartbeat of one lease: one state, one source of truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heartbeat {
+    /// The next extension is due then.
+    Due(Instant),
+    /// An extension call is out.
+    Extending,
+    /// No more extensions: refused, past its bound, or a visibility change was decided.
+    Off,
 }
 
 #[derive(Debug)]
 struct Lease {
     delivery: Arc<Delivery>,
+    /// The newest receipt handle (SQS acts only on the latest one).
     receipt: Arc<str>,
-    /// When the receive call that brought it was sent: SQS's clocks started no earlier.
+    /// When the first receive call that brought it was sent: SQS's 12 hours run from there.
     received_at: Instant,
     state: State,
     /// When SQS makes the message visible again, as far as we know (conservatively early).
     visible_until: Instant,
-    /// When the next extension is due; `None`: no more extensions.
-    next_extension: Option<Instant>,
-    /// An extension call for it is out.
-    extending: bool,
-    /// A visibility action held back until that call returns, so the two cannot cross.
-    deferred: Option<Action>,
+    heartbeat: Heartbeat,
+    /// The receipt handle changed while its action was out: run it again with the new one.
+    resend: bool,
 }
 
-/// A FIFO group whose message failed and is not in hand: later messages of the group that SQS
-/// hands out anyway go back until the failed one is due to reappear.
+impl Lease {
+    /// Kept invisible while held: everything but a lease whose visibility change is decided.
+    fn extendable(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Settling {
+                action: Action::Visibility { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// FIFO: one group's leases in hand and its block.
+#[derive(Debug, Default)]
+struct Group {
+    /// Queued or delivering, in received order; only the front may be delivering.
+    leases: VecDeque<LeaseId>,
+    /// A failed message of the group is not in hand: until it comes back or `until` passes, the
+    /// group's later messages are held.
+    blocked: Option<Blocked>,
+}
+
 #[derive(Debug, Clone)]
 struct Blocked {
     message_id: Arc<str>,
-    reappears_at: Instant,
+    /// When the failed message is due back, plus [`BLOCK_GRACE`].
+    until: Instant,
 }
 
 /// Every lease of one receiver. See the module documentation.
@@ -182,12 +251,11 @@ struct Blocked {
 pub struct Ledger {
     settings: LedgerSettings,
     leases: HashMap<LeaseId, Lease>,
+    /// Which lease holds a message, so a message handed out again joins it.
+    by_message: HashMap<Arc<str>, LeaseId>,
     next_id: LeaseId,
-    /// FIFO: leases in hand per group, in received order; the front is the one delivering.
-    groups: HashMap<Arc<str>, VecDeque<LeaseId>>,
-    blocked: HashMap<Arc<str>, Blocked>,
-    /// Leases in `Delivering`, counted as they move in and out (asked for on every outcome).
-    delivering: usize,
+    /// FIFO groups with a lease in hand or a block.
+    groups: HashMap<Arc<str>, Group>,
     rng: fastrand::Rng,
 }
 
@@ -201,16 +269,21 @@ impl Ledger {
         Ledger {
             settings,
             leases: HashMap::new(),
+            by_message: HashMap::new(),
             next_id: 0,
             groups: HashMap::new(),
-            blocked: HashMap::new(),
-            delivering: 0,
             rng,
         }
     }
 
     pub fn settings(&self) -> &LedgerSettings {
         &self.settings
+    }
+
+    /// The queue's real visibility timeout became known: new leases and extensions use it.
+    pub fn set_visibility(&mut self, visibility: Duration) {
+        self.settings.visibility = visibility;
+        self.settings.heartbeat = visibility >= Duration::from_secs(1);
     }
 
     /// Leases held (each holds a slot).
@@ -229,7 +302,16 @@ impl Ledger {
 
     /// Leases whose delivery is running.
     pub fn delivering(&self) -> usize {
-        self.delivering
+        self.leases
+            .values()
+            .filter(|l| matches!(l.state, State::Delivering { .. }))
+            .count()
+    }
+
+    /// FIFO groups remembered (in hand or blocked).
+    #[cfg(test)]
+    pub fn groups(&self) -> usize {
+        self.groups.len()
     }
 
     /// The receipt handle of a lease (for its SQS action).
@@ -241,60 +323,84 @@ impl Ledger {
         self.leases.get(&id).map(|l| &l.delivery)
     }
 
-    /// When the lease's message was received (SQS's 12 hours count from here).
-    pub fn received_at(&self, id: LeaseId) -> Option<Instant> {
-        self.leases.get(&id).map(|l| l.received_at)
-    }
-
     /// Takes the messages of one receive call, sent at `sent_at`. Each becomes a lease and is
-    /// delivered at once, queued behind its FIFO group, or (FIFO, its group blocked) bounced.
-    /// With `hold` (receiving is paused), they are only held, kept invisible, until
-    /// [`Ledger::deliver_held`].
+    /// delivered at once or queued behind its FIFO group (or held while its group is blocked);
+    /// one already held joins its lease. With `hold` (receiving is paused), new leases are only
+    /// held, kept invisible, until [`Ledger::deliver_held`].
     pub fn admit(
         &mut self,
         now: Instant,
         sent_at: Instant,
         incoming: Vec<Incoming>,
         hold: bool,
-    ) -> Vec<Step> {
-        let mut steps = Vec::with_capacity(incoming.len());
+    ) -> Admitted {
+        let mut admitted = Admitted::default();
         let visibility = self.settings.visibility;
+        let first_extension = |heartbeat: bool| match heartbeat {
+            true => Heartbeat::Due(sent_at + visibility / 2),
+            false => Heartbeat::Off,
+        };
         for message in incoming {
+            if let Some(lease) = self
+                .by_message
+                .get(&message.delivery.message_id)
+                .and_then(|id| self.leases.get_mut(id))
+            {
+                // Handed out again while held: the newer receipt is the one SQS acts on.
+                lease.receipt = message.receipt;
+                lease.visible_until = sent_at + visibility;
+                match (&lease.state, lease.heartbeat) {
+                    (State::Settling { sent: true, .. }, _) => lease.resend = true,
+                    _ if !lease.extendable() => {}
+                    (_, Heartbeat::Extending) => {}
+                    _ => lease.heartbeat = first_extension(self.settings.heartbeat),
+                }
+                admitted.rejoined.push(message.delivery.message_id.clone());
+                continue;
+            }
             let id = self.next_id;
             self.next_id += 1;
+            self.by_message
+                .insert(message.delivery.message_id.clone(), id);
             let lease = Lease {
                 delivery: message.delivery,
                 receipt: message.receipt,
                 received_at: sent_at,
                 state: State::Held,
                 visible_until: sent_at + visibility,
-                next_extension: self.settings.heartbeat.then_some(sent_at + visibility / 2),
-                extending: false,
-                deferred: None,
+                heartbeat: first_extension(self.settings.heartbeat),
+                resend: false,
             };
             self.leases.insert(id, lease);
+            admitted.new += 1;
             if !hold {
-                steps.extend(self.place(now, id));
+                admitted.steps.extend(self.place(now, id));
             }
         }
-        steps
+        admitted
     }
 
     /// Receiving resumed: the held leases go on their way, in the order they were received.
     pub fn deliver_held(&mut self, now: Instant) -> Vec<Step> {
-        let mut held: Vec<LeaseId> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| l.state == State::Held)
-            .map(|(id, _)| *id)
-            .collect();
-        held.sort_unstable();
+        let held = self.ids_where(|l| l.state == State::Held);
         held.into_iter()
             .filter_map(|id| self.place(now, id))
             .collect()
     }
 
-    /// Sends a held lease on: delivered, queued behind its FIFO group, or bounced.
+    /// The ids of the leases that match, in received order.
+    fn ids_where(&self, matches: impl Fn(&Lease) -> bool) -> Vec<LeaseId> {
+        let mut ids: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| matches(l))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Sends a held lease on: delivered, or queued in its FIFO group.
     fn place(&mut self, now: Instant, id: LeaseId) -> Option<Step> {
         let lease = self.leases.get_mut(&id)?;
         let group = self
@@ -302,93 +408,84 @@ impl Ledger {
             .fifo
             .then(|| lease.delivery.group_id.clone())
             .flatten();
-        let Some(group) = group else {
+        let Some(group_id) = group else {
             lease.state = State::Delivering { since: now };
-            self.delivering += 1;
             return Some(Step::Deliver(id, lease.delivery.clone()));
         };
-        if let Some(block) = self.blocked.get(&group) {
-            if now >= block.reappears_at + BLOCK_GRACE
-                || block.message_id == lease.delivery.message_id
-            {
-                // Expired, or the failed message is back: it goes first, and order is ours to
-                // keep again.
-                self.blocked.remove(&group);
-            } else {
-                let wait = block
-                    .reappears_at
-                    .saturating_duration_since(now)
-                    .max(MIN_BOUNCE);
-                lease.state = State::Settling { extendable: false };
-                lease.next_extension = None;
-                return Some(Step::Act(
-                    id,
-                    Action::Visibility {
-                        secs: ceil_secs(wait),
-                        why: Why::Bounce,
-                    },
-                ));
+        lease.state = State::Queued;
+        let group = self.groups.entry(group_id.clone()).or_default();
+        match group.blocked.take() {
+            // The failed message is back: it goes first, and order is ours to keep again.
+            Some(b) if b.message_id == lease.delivery.message_id => group.leases.push_front(id),
+            // Due: it went to the DLQ or to another consumer.
+            Some(b) if now >= b.until => group.leases.push_back(id),
+            // Held (invisible, its slot taken) until the failed one is back or due.
+            still => {
+                group.blocked = still;
+                group.leases.push_back(id);
             }
         }
-        let queue = self.groups.entry(group).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 {
-            lease.state = State::Delivering { since: now };
-            self.delivering += 1;
-            Some(Step::Deliver(id, lease.delivery.clone()))
-        } else {
-            lease.state = State::Queued;
-            None
+        self.start_front(now, &group_id)
+    }
+
+    /// Delivers the front of a FIFO group unless it is blocked or its front is already out.
+    fn start_front(&mut self, now: Instant, group_id: &Arc<str>) -> Option<Step> {
+        let group = self.groups.get(group_id)?;
+        if group.blocked.is_some() {
+            return None;
         }
+        let lease = self.leases.get_mut(group.leases.front()?)?;
+        if lease.state != State::Queued {
+            return None;
+        }
+        lease.state = State::Delivering { since: now };
+        Some(Step::Deliver(
+            *group.leases.front()?,
+            lease.delivery.clone(),
+        ))
     }
 
     /// The webhook's outcome for a delivering lease: its SQS action (none for a Nack left to the
     /// visibility timeout: the lease is then done at once), and in a FIFO group the next message's
     /// delivery, or after a failure the release of the rest of the group in hand.
-    pub fn outcome(&mut self, now: Instant, id: LeaseId, outcome: &Outcome) -> Vec<Step> {
+    pub fn outcome(&mut self, now: Instant, id: LeaseId, outcome: &Outcome) -> Decided {
+        let mut decided = Decided::default();
         let Some(lease) = self.leases.get_mut(&id) else {
-            return Vec::new();
+            return decided;
         };
         if !matches!(lease.state, State::Delivering { .. }) {
-            return Vec::new();
+            return decided;
         }
-        // It leaves `Delivering` now: for `Settling`, or (no action) removed below.
-        self.delivering -= 1;
-        lease.state = State::Settling { extendable: true };
         let receive_count = lease.delivery.receive_count();
         let jitter = self.rng.f64() * 2.0 - 1.0;
-        let (action, reappears_at) = match outcome {
-            Outcome::Ack => (Some(Action::Delete), None),
-            Outcome::DeadLetter => (Some(Action::DeadLetter), None),
+        let cap = max_visibility_secs(lease.received_at, now);
+        let visibility = |wait: Duration, why| Action::Visibility {
+            secs: ceil_secs(wait).min(cap),
+            why,
+        };
+        let action = match outcome {
+            Outcome::Ack => Some(Action::Delete),
+            Outcome::DeadLetter => Some(Action::DeadLetter),
             Outcome::Retry { until } => {
                 let wait = until
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
                     .max(self.settings.min_retry_delay);
-                let secs = ceil_secs(wait);
-                let action = Action::Visibility {
-                    secs,
-                    why: Why::Retry,
-                };
-                (Some(action), Some(now + Duration::from_secs(secs.into())))
+                Some(visibility(wait, Why::Retry))
             }
-            Outcome::Nack { .. } => {
-                match self
-                    .settings
-                    .nack
-                    .visibility(receive_count, self.settings.visibility, jitter)
-                {
-                    Some(timeout) => {
-                        let secs = ceil_secs(timeout);
-                        let action = Action::Visibility {
-                            secs,
-                            why: Why::Nack,
-                        };
-                        (Some(action), Some(now + Duration::from_secs(secs.into())))
-                    }
-                    None => (None, Some(lease.visible_until)),
-                }
+            Outcome::Nack { .. } => self
+                .settings
+                .nack
+                .visibility(receive_count, self.settings.visibility, jitter)
+                .map(|timeout| visibility(timeout, Why::Nack)),
+        };
+        // When the message is due back (for a FIFO block); `None`: it is gone for good.
+        let reappears_at = match &action {
+            Some(Action::Visibility { secs, .. }) => {
+                Some(now + Duration::from_secs((*secs).into()))
             }
+            Some(_) => None,
+            None => Some(lease.visible_until),
         };
         let group = lease
             .delivery
@@ -396,102 +493,121 @@ impl Ledger {
             .clone()
             .filter(|_| self.settings.fifo);
         let message_id = lease.delivery.message_id.clone();
-        let mut steps = Vec::new();
-        let done = action.is_none();
-        if let Some(action) = action {
-            let visibility_change = matches!(action, Action::Visibility { .. });
-            lease.state = State::Settling {
-                extendable: !visibility_change,
-            };
-            if visibility_change {
-                lease.next_extension = None;
-            }
-            if lease.extending && visibility_change {
-                // An extension call is out: apply this after it returns, so it wins.
-                lease.deferred = Some(action);
-            } else {
-                steps.push(Step::Act(id, action));
+        decided.action = action.clone();
+        match action {
+            Some(action) => decided.steps.extend(self.settle(id, action)),
+            None => {
+                self.remove(id);
             }
         }
         if let Some(group) = group {
-            self.after_group_outcome(now, &group, id, message_id, reappears_at, &mut steps);
+            self.after_group_outcome(
+                now,
+                &group,
+                id,
+                message_id,
+                reappears_at,
+                &mut decided.steps,
+            );
         }
-        if done {
-            self.remove(id);
+        decided
+    }
+
+    /// Moves a lease to `Settling` with its action: sent now, or once an extension call out for
+    /// it has returned (so the two cannot cross).
+    fn settle(&mut self, id: LeaseId, action: Action) -> Option<Step> {
+        let lease = self.leases.get_mut(&id)?;
+        let waits = lease.heartbeat == Heartbeat::Extending;
+        if matches!(action, Action::Visibility { .. }) && !waits {
+            lease.heartbeat = Heartbeat::Off;
         }
-        steps
+        let sent = !(waits && matches!(action, Action::Visibility { .. }));
+        lease.state = State::Settling {
+            action: action.clone(),
+            sent,
+        };
+        sent.then_some(Step::Act(id, action))
     }
 
     /// FIFO bookkeeping once the front of `group` has its outcome.
     fn after_group_outcome(
         &mut self,
         now: Instant,
-        group: &Arc<str>,
+        group_id: &Arc<str>,
         id: LeaseId,
         message_id: Arc<str>,
         reappears_at: Option<Instant>,
         steps: &mut Vec<Step>,
     ) {
-        let queue = self.groups.remove(group).unwrap_or_default();
-        let rest: VecDeque<LeaseId> = queue.into_iter().filter(|l| *l != id).collect();
+        // (A lease done at once already left its group, and an emptied group was dropped.)
+        let group = self.groups.entry(group_id.clone()).or_default();
+        group.leases.retain(|l| *l != id);
         match reappears_at {
-            None => {
-                // Delivered (acked or dead-lettered): the next of the group may go.
-                if let Some(&next) = rest.front() {
-                    if let Some(lease) = self.leases.get_mut(&next) {
-                        lease.state = State::Delivering { since: now };
-                        self.delivering += 1;
-                        steps.push(Step::Deliver(next, lease.delivery.clone()));
-                    }
-                    self.groups.insert(group.clone(), rest);
-                }
+            // Delivered (acked or dead-lettered): the next of the group may go.
+            None if group.leases.is_empty() => {
+                self.groups.remove(group_id);
             }
-            Some(reappears_at) => {
-                // Failed: the rest of the group goes back unsent, and stays back until this one
-                // has come round again.
+            None => steps.extend(self.start_front(now, group_id)),
+            Some(due) => {
+                // Failed: the rest of the group in hand goes back unsent, and later messages of
+                // the group are held until this one has come round again.
+                let rest: Vec<LeaseId> = group.leases.drain(..).collect();
+                group.blocked = Some(Blocked {
+                    message_id,
+                    until: due + BLOCK_GRACE,
+                });
                 for later in rest {
                     steps.extend(self.release(later));
                 }
-                self.blocked.insert(
-                    group.clone(),
-                    Blocked {
-                        message_id,
-                        reappears_at,
-                    },
-                );
             }
         }
     }
 
-    /// Hands a queued (never sent) lease back: visibility 0.
+    /// Hands a lease that was never sent back: visibility 0.
     fn release(&mut self, id: LeaseId) -> Option<Step> {
-        let lease = self.leases.get_mut(&id)?;
-        lease.state = State::Settling { extendable: false };
-        lease.next_extension = None;
-        let action = Action::Visibility {
-            secs: 0,
-            why: Why::Release,
-        };
-        if lease.extending {
-            lease.deferred = Some(action);
-            None
-        } else {
-            Some(Step::Act(id, action))
+        self.settle(
+            id,
+            Action::Visibility {
+                secs: 0,
+                why: Why::Release,
+            },
+        )
+    }
+
+    /// Time-driven changes, due by `now`: blocked FIFO groups whose failed message is due open
+    /// (their held messages go, the block is forgotten), and leases held while paused for a
+    /// whole visibility timeout are released, so other consumers can take them.
+    pub fn tick(&mut self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let due: Vec<Arc<str>> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.blocked.as_ref().is_some_and(|b| now >= b.until))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for group_id in due {
+            if let Some(group) = self.groups.get_mut(&group_id) {
+                group.blocked = None;
+                if group.leases.is_empty() {
+                    self.groups.remove(&group_id);
+                }
+            }
+            steps.extend(self.start_front(now, &group_id));
         }
+        let visibility = self.settings.visibility;
+        let stale = self.ids_where(|l| l.state == State::Held && now >= l.received_at + visibility);
+        steps.extend(stale.into_iter().filter_map(|id| self.release(id)));
+        steps
     }
 
     /// Draining: every lease not yet sent goes back (visibility 0).
     pub fn release_queued(&mut self) -> Vec<Step> {
-        let queued: Vec<LeaseId> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| matches!(l.state, State::Queued | State::Held))
-            .map(|(id, _)| *id)
-            .collect();
-        for queue in self.groups.values_mut() {
-            queue.retain(|l| !queued.contains(l));
+        let queued = self.ids_where(|l| matches!(l.state, State::Queued | State::Held));
+        for group in self.groups.values_mut() {
+            group.leases.retain(|l| !queued.contains(l));
         }
-        self.groups.retain(|_, q| !q.is_empty());
+        self.groups
+            .retain(|_, g| !g.leases.is_empty() || g.blocked.is_some());
         queued
             .into_iter()
             .filter_map(|id| self.release(id))
@@ -499,54 +615,69 @@ impl Ledger {
     }
 
     /// The lease's SQS action finished (whatever its result: a failed one leaves the message to
-    /// its visibility timeout). The lease is done and its slot free.
-    pub fn settled(&mut self, id: LeaseId) {
+    /// its visibility timeout). The lease is done and its slot free, unless the message was
+    /// handed out again meanwhile: then the action runs again with the newer receipt handle.
+    pub fn settled(&mut self, id: LeaseId) -> Option<Step> {
+        let lease = self.leases.get_mut(&id)?;
+        if let (true, State::Settling { action, .. }) = (lease.resend, &lease.state) {
+            lease.resend = false;
+            return Some(Step::Act(id, action.clone()));
+        }
         self.remove(id);
+        None
     }
 
     /// The shutdown deadline passed: every running delivery is given up (left to its visibility
-    /// timeout, no more extensions). Returns how many.
-    pub fn abandon_deliveries(&mut self) -> usize {
-        let running: Vec<LeaseId> = self
-            .leases
-            .iter()
-            .filter(|(_, l)| {
-                matches!(
-                    l.state,
-                    State::Delivering { .. } | State::Queued | State::Held
-                )
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &running {
-            self.remove(*id);
-        }
-        running.len()
+    /// timeout, no more extensions). Returns their messages.
+    pub fn abandon_deliveries(&mut self) -> Vec<Arc<Delivery>> {
+        let running = self.ids_where(|l| {
+            matches!(
+                l.state,
+                State::Delivering { .. } | State::Queued | State::Held
+            )
+        });
+        running
+            .into_iter()
+            .filter_map(|id| self.remove(id))
+            .collect()
     }
 
-    fn remove(&mut self, id: LeaseId) {
-        if let Some(lease) = self.leases.remove(&id) {
-            if matches!(lease.state, State::Delivering { .. }) {
-                self.delivering -= 1;
-            }
-            if let Some(group) = lease.delivery.group_id.as_ref() {
-                if let Some(queue) = self.groups.get_mut(group) {
-                    queue.retain(|l| *l != id);
-                    if queue.is_empty() {
-                        self.groups.remove(group);
-                    }
+    fn remove(&mut self, id: LeaseId) -> Option<Arc<Delivery>> {
+        let lease = self.leases.remove(&id)?;
+        if self.by_message.get(&lease.delivery.message_id) == Some(&id) {
+            self.by_message.remove(&lease.delivery.message_id);
+        }
+        if let Some(group_id) = lease.delivery.group_id.as_ref() {
+            if let Some(group) = self.groups.get_mut(group_id) {
+                group.leases.retain(|l| *l != id);
+                if group.leases.is_empty() && group.blocked.is_none() {
+                    self.groups.remove(group_id);
                 }
             }
         }
+        Some(lease.delivery)
     }
 
-    /// When the next extension is due, if any.
-    pub fn next_extension(&self) -> Option<Instant> {
-        self.leases
+    /// When the ledger next needs the actor: an extension due, a FIFO block ending, or a lease
+    /// held while paused for a whole visibility timeout.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let visibility = self.settings.visibility;
+        let leases = self
+            .leases
             .values()
-            .filter(|l| !l.extending)
-            .filter_map(|l| l.next_extension)
-            .min()
+            .filter_map(|l| match (l.heartbeat, &l.state) {
+                (_, State::Held) => Some(match l.heartbeat {
+                    Heartbeat::Due(at) => at.min(l.received_at + visibility),
+                    _ => l.received_at + visibility,
+                }),
+                (Heartbeat::Due(at), _) => Some(at),
+                _ => None,
+            });
+        let blocks = self
+            .groups
+            .values()
+            .filter_map(|g| g.blocked.as_ref().map(|b| b.until));
+        leases.chain(blocks).min()
     }
 
     /// Extensions due by `now` (and those due shortly after, so they share one batch call).
@@ -558,40 +689,37 @@ impl Ledger {
         let horizon = now + visibility / 8;
         let mut due = Vec::new();
         for (id, lease) in self.leases.iter_mut() {
-            let Some(at) = lease.next_extension else {
+            let Heartbeat::Due(at) = lease.heartbeat else {
                 continue;
             };
-            if lease.extending || at > horizon {
+            if at > horizon {
                 continue;
             }
+            let hold_bound = lease.received_at + MAX_HOLD - MAX_HOLD_SLACK;
             let bound = match lease.state {
                 State::Delivering { since } => since + self.settings.delivery_bound,
-                State::Held | State::Queued | State::Settling { extendable: true } => {
-                    lease.received_at + MAX_HOLD
-                }
-                State::Settling { extendable: false } => {
-                    lease.next_extension = None;
-                    continue;
-                }
+                _ => hold_bound,
             }
-            .min(lease.received_at + MAX_HOLD - MAX_HOLD_SLACK);
+            .min(hold_bound);
             let want = visibility.min(bound.saturating_duration_since(now));
-            if want < Duration::from_secs(1) {
-                lease.next_extension = None;
+            if !lease.extendable() || want < Duration::from_secs(1) {
+                lease.heartbeat = Heartbeat::Off;
                 continue;
             }
-            lease.extending = true;
+            lease.heartbeat = Heartbeat::Extending;
             due.push(Extension {
                 lease: *id,
                 secs: ceil_secs(want),
+                receipt: lease.receipt.clone(),
+                visible_until: lease.visible_until,
             });
         }
         due.sort_by_key(|e| e.lease);
         due
     }
 
-    /// An extension call (sent at `sent_at`, asking for `secs`) came back. Returns the lease's
-    /// deferred visibility action, if one waited for it.
+    /// An extension call (sent at `sent_at`) came back. Returns the lease's visibility action if
+    /// one waited for it.
     pub fn extended(
         &mut self,
         now: Instant,
@@ -600,31 +728,43 @@ impl Ledger {
         result: Extended,
     ) -> Option<Step> {
         let lease = self.leases.get_mut(&extension.lease)?;
-        lease.extending = false;
-        let still_held = matches!(
-            lease.state,
-            State::Held
-                | State::Queued
-                | State::Delivering { .. }
-                | State::Settling { extendable: true }
-        );
-        match result {
-            Extended::Ok => {
+        let extendable = lease.extendable();
+        let current = Arc::ptr_eq(&extension.receipt, &lease.receipt);
+        let retry_soon = now + (self.settings.visibility / 8).min(Duration::from_secs(1));
+        lease.heartbeat = match (current, result) {
+            // The message was handed out again while the call was out: extend the new receipt.
+            (false, _) => Heartbeat::Due(now),
+            (true, Extended::Ok) => {
                 let granted = Duration::from_secs(extension.secs.into());
                 lease.visible_until = sent_at + granted;
-                lease.next_extension = still_held.then_some(sent_at + granted / 2);
+                Heartbeat::Due(sent_at + granted / 2)
             }
-            Extended::Refused => lease.next_extension = None,
-            Extended::Failed => {
-                let retry = now + (self.settings.visibility / 8).min(Duration::from_secs(1));
-                lease.next_extension = (still_held && retry < lease.visible_until).then_some(retry);
+            (true, Extended::Refused) => Heartbeat::Off,
+            (true, Extended::Failed) if retry_soon < lease.visible_until => {
+                Heartbeat::Due(retry_soon)
             }
+            (true, Extended::CutOff) if now < lease.visible_until => Heartbeat::Due(now),
+            (true, _) => Heartbeat::Off,
+        };
+        if !extendable {
+            lease.heartbeat = Heartbeat::Off;
         }
-        lease
-            .deferred
-            .take()
-            .map(|action| Step::Act(extension.lease, action))
+        match &mut lease.state {
+            State::Settling { action, sent } if !*sent => {
+                *sent = true;
+                Some(Step::Act(extension.lease, action.clone()))
+            }
+            _ => None,
+        }
     }
+}
+
+/// The longest visibility timeout SQS still accepts at `now` for a message received at
+/// `received_at` (its 12 hours run from receipt), less a few seconds for clock and transit.
+fn max_visibility_secs(received_at: Instant, now: Instant) -> u32 {
+    (received_at + MAX_HOLD - MAX_HOLD_SLACK)
+        .saturating_duration_since(now)
+        .as_secs() as u32
 }
 
 /// Whole seconds, rounded up (a visibility "not before" must hold), capped at SQS's 12 hours.
@@ -663,6 +803,20 @@ mod tests {
         }
     }
 
+    fn admit(
+        l: &mut Ledger,
+        now: Instant,
+        sent_at: Instant,
+        m: Vec<Incoming>,
+        hold: bool,
+    ) -> Vec<Step> {
+        l.admit(now, sent_at, m, hold).steps
+    }
+
+    fn outcome(l: &mut Ledger, now: Instant, id: LeaseId, o: &Outcome) -> Vec<Step> {
+        l.outcome(now, id, o).steps
+    }
+
     fn delivered(steps: &[Step]) -> Vec<String> {
         steps
             .iter()
@@ -696,10 +850,10 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(t, t, vec![msg("a", None), msg("b", None)], false);
+        let steps = admit(&mut l, t, t, vec![msg("a", None), msg("b", None)], false);
         assert_eq!(delivered(&steps), ["a", "b"]);
         assert_eq!((l.free_slots(), l.delivering()), (0, 2));
-        let steps = l.outcome(t, 0, &Outcome::Ack);
+        let steps = outcome(&mut l, t, 0, &Outcome::Ack);
         assert_eq!(l.delivering(), 1);
         assert_eq!(acts(&steps), [(0, Action::Delete)]);
         assert_eq!(l.free_slots(), 0, "the delete is not confirmed yet");
@@ -711,8 +865,8 @@ mod tests {
     fn a_nack_without_policy_needs_no_sqs_call_and_frees_its_slot_at_once() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
-        assert!(l.outcome(t, 0, &nack()).is_empty());
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        assert!(outcome(&mut l, t, 0, &nack()).is_empty());
         assert!(l.is_empty());
     }
 
@@ -757,8 +911,9 @@ mod tests {
     fn a_retry_is_raised_to_the_minimum_delay() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
-        let steps = l.outcome(
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let steps = outcome(
+            &mut l,
             t,
             0,
             &Outcome::Retry {
@@ -784,12 +939,12 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
-        assert_eq!(l.next_extension(), Some(t + Duration::from_secs(1)));
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        assert_eq!(l.next_wakeup(), Some(t + Duration::from_secs(1)));
         assert!(l.due_extensions(t + Duration::from_millis(500)).is_empty());
         let mut now = t + Duration::from_secs(1);
         let mut extensions = 0;
-        while let Some(at) = l.next_extension() {
+        while let Some(at) = l.next_wakeup() {
             now = now.max(at);
             let due = l.due_extensions(now);
             for e in &due {
@@ -808,22 +963,26 @@ mod tests {
     fn an_extension_refused_by_sqs_ends_the_heartbeat_but_not_the_lease() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
+        admit(&mut l, t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(1));
         assert_eq!(due.len(), 1);
-        assert!(l.next_extension().is_none(), "none while the call is out");
+        assert!(l.next_wakeup().is_none(), "none while the call is out");
         l.extended(t, t, &due[0], Extended::Refused);
-        assert!(l.next_extension().is_none());
-        assert_eq!(acts(&l.outcome(t, 0, &Outcome::Ack)), [(0, Action::Delete)]);
+        assert!(l.next_wakeup().is_none());
+        assert_eq!(
+            acts(&outcome(&mut l, t, 0, &Outcome::Ack)),
+            [(0, Action::Delete)]
+        );
     }
 
     #[test]
     fn a_visibility_change_waits_for_an_extension_in_flight() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
+        admit(&mut l, t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(1));
-        let steps = l.outcome(
+        let steps = outcome(
+            &mut l,
             t,
             0,
             &Outcome::Retry {
@@ -848,8 +1007,9 @@ mod tests {
     fn several_due_extensions_share_one_call() {
         let mut l = Ledger::new(settings());
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None), msg("b", None)], false);
-        l.admit(
+        admit(&mut l, t, t, vec![msg("a", None), msg("b", None)], false);
+        admit(
+            &mut l,
             t,
             t + Duration::from_millis(100),
             vec![msg("c", None)],
@@ -866,7 +1026,8 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(
+        let steps = admit(
+            &mut l,
             t,
             t,
             vec![
@@ -878,9 +1039,9 @@ mod tests {
             false,
         );
         assert_eq!(delivered(&steps), ["a1", "b1"]);
-        assert_eq!(delivered(&l.outcome(t, 0, &Outcome::Ack)), ["a2"]);
-        assert_eq!(delivered(&l.outcome(t, 1, &Outcome::Ack)), ["a3"]);
-        assert!(delivered(&l.outcome(t, 3, &Outcome::Ack)).is_empty());
+        assert_eq!(delivered(&outcome(&mut l, t, 0, &Outcome::Ack)), ["a2"]);
+        assert_eq!(delivered(&outcome(&mut l, t, 1, &Outcome::Ack)), ["a3"]);
+        assert!(delivered(&outcome(&mut l, t, 3, &Outcome::Ack)).is_empty());
     }
 
     #[test]
@@ -890,7 +1051,8 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(
+        admit(
+            &mut l,
             t,
             t,
             vec![
@@ -901,7 +1063,7 @@ mod tests {
             ],
             false,
         );
-        let steps = l.outcome(t, 0, &nack());
+        let steps = outcome(&mut l, t, 0, &nack());
         let released: Vec<_> = acts(&steps).into_iter().map(|(id, _)| id).collect();
         assert_eq!(released, [1, 2]);
         assert!(acts(&steps).iter().all(|(_, a)| *a
@@ -912,39 +1074,183 @@ mod tests {
         assert!(delivered(&steps).is_empty());
     }
 
-    #[test]
-    fn a_later_message_of_a_blocked_group_goes_back_until_the_failed_one_returns() {
-        let mut l = Ledger::new(LedgerSettings {
+    fn fifo() -> Ledger {
+        Ledger::new(LedgerSettings {
             fifo: true,
+            ..settings()
+        })
+    }
+
+    #[test]
+    fn a_later_message_of_a_blocked_group_is_held_never_handed_back_and_goes_after_the_failed_one()
+    {
+        let mut l = fifo();
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a1", Some("a"))], false);
+        // Nack with no policy: a1 reappears when its visibility (2 s from receipt) ends.
+        outcome(&mut l, t, 0, &nack());
+        // An endpoint that ignores the group lock hands out a2 anyway: held, no SQS action.
+        let steps = admit(&mut l, t, t, vec![msg("a2", Some("a"))], false);
+        assert!(steps.is_empty(), "{steps:?}");
+        assert_eq!(l.free_slots(), 9, "it holds its slot");
+        // ...kept invisible by the heartbeat meanwhile.
+        assert_eq!(l.due_extensions(t + Duration::from_secs(1)).len(), 1);
+        // a1 comes back first: delivered before a2.
+        let later = t + Duration::from_secs(2);
+        let steps = admit(&mut l, later, later, vec![msg("a1", Some("a"))], false);
+        assert_eq!(delivered(&steps), ["a1"]);
+        assert_eq!(delivered(&outcome(&mut l, later, 2, &Outcome::Ack)), ["a2"]);
+    }
+
+    #[test]
+    fn a_blocked_groups_held_message_goes_once_the_failed_one_is_due_and_the_block_is_forgotten() {
+        let mut l = fifo();
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a1", Some("a"))], false);
+        outcome(&mut l, t, 0, &nack());
+        admit(&mut l, t, t, vec![msg("a2", Some("a"))], false);
+        let due = l.next_wakeup().unwrap();
+        assert!(l.tick(t + Duration::from_secs(1)).is_empty(), "not yet due");
+        // The failed message went elsewhere (the DLQ, another consumer): a2 goes once due.
+        let steps = l.tick(t + Duration::from_secs(2) + BLOCK_GRACE);
+        assert_eq!(delivered(&steps), ["a2"]);
+        assert!(due <= t + Duration::from_secs(2) + BLOCK_GRACE);
+        outcome(&mut l, t, 1, &Outcome::Ack);
+        l.settled(1);
+        assert_eq!(l.groups(), 0, "nothing remembered");
+        // A block with nothing held is forgotten once due too.
+        admit(&mut l, t, t, vec![msg("b1", Some("b"))], false);
+        outcome(&mut l, t, 2, &nack());
+        assert_eq!(l.groups(), 1);
+        l.tick(t + Duration::from_secs(10));
+        assert_eq!(l.groups(), 0);
+        assert!(l.next_wakeup().is_none());
+    }
+
+    #[test]
+    fn a_message_handed_out_again_while_held_joins_its_lease_and_takes_the_new_receipt() {
+        let mut l = Ledger::new(settings());
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let again = Incoming {
+            receipt: "rh-a-2".into(),
+            ..msg("a", None)
+        };
+        let later = t + Duration::from_secs(3);
+        let admitted = l.admit(later, later, vec![again.clone()], false);
+        assert!(admitted.steps.is_empty(), "not delivered again");
+        assert_eq!((admitted.new, admitted.rejoined.len()), (0, 1));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.receipt(0).map(|r| &**r), Some("rh-a-2"));
+        // Handed out once more while its delete is out: the delete runs again with the newest.
+        assert_eq!(
+            acts(&outcome(&mut l, later, 0, &Outcome::Ack)),
+            [(0, Action::Delete)]
+        );
+        let third = Incoming {
+            receipt: "rh-a-3".into(),
+            ..msg("a", None)
+        };
+        l.admit(later, later, vec![third], false);
+        assert!(matches!(l.settled(0), Some(Step::Act(0, Action::Delete))));
+        assert_eq!(l.receipt(0).map(|r| &**r), Some("rh-a-3"));
+        assert!(l.settled(0).is_none());
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn an_extension_cut_off_at_the_visibility_left_is_retried_at_once() {
+        let mut l = Ledger::new(settings());
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let now = t + Duration::from_secs(1);
+        let due = l.due_extensions(now);
+        assert_eq!(due[0].visible_until, t + Duration::from_secs(2));
+        let cut = due[0].visible_until;
+        l.extended(
+            cut - Duration::from_millis(1),
+            now,
+            &due[0],
+            Extended::CutOff,
+        );
+        assert_eq!(l.next_wakeup(), Some(cut - Duration::from_millis(1)));
+        // Past the visibility left there is nothing to keep: no more tries.
+        let due = l.due_extensions(cut - Duration::from_millis(1));
+        l.extended(cut, cut, &due[0], Extended::CutOff);
+        assert!(l.next_wakeup().is_none());
+    }
+
+    #[test]
+    fn an_extension_answer_for_an_old_receipt_extends_the_new_one_at_once() {
+        let mut l = Ledger::new(settings());
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let now = t + Duration::from_secs(1);
+        let due = l.due_extensions(now);
+        let again = Incoming {
+            receipt: "rh-a-2".into(),
+            ..msg("a", None)
+        };
+        l.admit(now, now, vec![again], false);
+        l.extended(now, now, &due[0], Extended::Refused);
+        assert_eq!(
+            l.next_wakeup(),
+            Some(now),
+            "the refusal was for the old receipt"
+        );
+    }
+
+    #[test]
+    fn a_decided_visibility_is_reported_even_while_it_waits_for_an_extension() {
+        let mut l = Ledger::new(LedgerSettings {
+            nack: NackPolicy {
+                error_visibility: Some(Duration::from_secs(7)),
+                backoff_max: None,
+            },
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a1", Some("a"))], false);
-        // Nack with no policy: a1 reappears when its visibility (2 s from receipt) ends.
-        l.outcome(t, 0, &nack());
-        // An endpoint that ignores the group lock hands out a2 anyway.
-        let steps = l.admit(t, t, vec![msg("a2", Some("a"))], false);
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let _due = l.due_extensions(t + Duration::from_secs(1));
+        let decided = l.outcome(t, 0, &nack());
+        assert!(decided.steps.is_empty(), "held back");
         assert_eq!(
-            acts(&steps),
+            decided.action,
+            Some(Action::Visibility {
+                secs: 7,
+                why: Why::Nack
+            })
+        );
+    }
+
+    #[test]
+    fn messages_held_while_paused_are_released_after_one_visibility_timeout() {
+        let mut l = Ledger::new(settings());
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None)], true);
+        let mut now = t;
+        let mut released = Vec::new();
+        while let Some(at) = l.next_wakeup() {
+            now = at;
+            released.extend(acts(&l.tick(now)));
+            for e in l.due_extensions(now) {
+                l.extended(now, now, &e, Extended::Ok);
+            }
+            if !released.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(now, t + Duration::from_secs(2), "one visibility timeout");
+        assert_eq!(
+            released,
             [(
-                1,
+                0,
                 Action::Visibility {
-                    secs: 2,
-                    why: Why::Bounce
+                    secs: 0,
+                    why: Why::Release
                 }
             )]
         );
-        l.settled(1);
-        // a1 comes back first: delivered, and the group is ours to order again.
-        let later = t + Duration::from_secs(2);
-        let steps = l.admit(
-            later,
-            later,
-            vec![msg("a1", Some("a")), msg("a2", Some("a"))],
-            false,
-        );
-        assert_eq!(delivered(&steps), ["a1"]);
-        assert_eq!(delivered(&l.outcome(later, 2, &Outcome::Ack)), ["a2"]);
     }
 
     #[test]
@@ -954,7 +1260,8 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(
+        let steps = admit(
+            &mut l,
             t,
             t,
             vec![msg("a1", Some("a")), msg("a2", Some("a")), msg("x", None)],
@@ -978,7 +1285,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        let steps = l.admit(t, t, vec![msg("x", None), msg("y", None)], false);
+        let steps = admit(&mut l, t, t, vec![msg("x", None), msg("y", None)], false);
         assert_eq!(delivered(&steps), ["x", "y"]);
     }
 
@@ -989,7 +1296,8 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(
+        admit(
+            &mut l,
             t,
             t,
             vec![msg("a1", Some("a")), msg("a2", Some("a"))],
@@ -1008,11 +1316,11 @@ mod tests {
         );
         l.settled(1);
         assert_eq!(l.delivering(), 1);
-        assert_eq!(l.abandon_deliveries(), 1);
+        assert_eq!(l.abandon_deliveries().len(), 1);
         assert_eq!(l.delivering(), 0);
         assert!(l.is_empty());
         assert!(
-            l.outcome(t, 0, &Outcome::Ack).is_empty(),
+            outcome(&mut l, t, 0, &Outcome::Ack).is_empty(),
             "a late answer is ignored"
         );
     }
@@ -1025,7 +1333,7 @@ mod tests {
             ..settings()
         });
         let t = Instant::now();
-        l.admit(t, t, vec![msg("a", None)], false);
+        admit(&mut l, t, t, vec![msg("a", None)], false);
         let due = l.due_extensions(t + Duration::from_secs(21_600));
         assert_eq!(due.len(), 1);
         assert!(due[0].secs <= 21_600 - 5, "{}", due[0].secs);

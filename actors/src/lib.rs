@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! - **`Supervisor`** (`supervisor.rs`) builds the SQS client, resolves the queue (retrying, never
-//!   panicking), reads its visibility timeout and dead-letter queue, then starts the children
+//!   panicking), reads its visibility timeout and dead-letter queue (when that is refused, it
+//!   retries in the background and sends the receivers `QueueKnown`), then starts the children
 //!   under actix supervision: a crashed child is restarted with its mailbox and state intact. It
 //!   gates receiving on the first healthy check, pauses or drains when the webhook goes offline,
 //!   ends an idle run when asked, and on shutdown drains every receiver before reporting how the
@@ -14,8 +15,9 @@
 //!   messages as it has free delivery slots, sends each to its transmitter as a `Deliver`, and owns
 //!   it as a **lease** until SQS confirms its last action: Ack → batched delete, Retry → visibility
 //!   change, Nack → the Nack policy, DeadLetter → copy to the DLQ and delete. While a lease is
-//!   held, its visibility is extended (the heartbeat); on FIFO queues, one message per group at a
-//!   time. The ledger of leases (`lease.rs`) is plain data and logic, tested without a runtime.
+//!   held, its visibility is extended (the heartbeat), and should SQS hand it out again it joins
+//!   its lease instead of being delivered twice; on FIFO queues, one message per group at a time.
+//!   The ledger of leases (`lease.rs`) is plain data and logic, tested without a runtime.
 //! - **`WebhookTransmitterActor`** (`transmitter.rs`, one per receiver) POSTs one message per
 //!   `Deliver` (headers from its metadata, optionally signed: `signing.rs`) and answers with an
 //!   `Outcome`. It knows HTTP, not SQS.

@@ -122,6 +122,8 @@ pub enum NackReason {
     Cancelled,
     /// The webhook asked for the dead-letter queue, but the queue has none.
     NoDeadLetterQueue,
+    /// The webhook asked for the dead-letter queue, but the move failed (it reappears).
+    DeadLetterFailed,
 }
 
 impl NackReason {
@@ -144,6 +146,7 @@ impl NackReason {
             NackReason::TransmitterLost => "transmitter_lost",
             NackReason::Cancelled => "cancelled",
             NackReason::NoDeadLetterQueue => "no_dead_letter_queue",
+            NackReason::DeadLetterFailed => "dead_letter_failed",
         }
     }
 }
@@ -157,6 +160,7 @@ impl std::fmt::Display for NackReason {
             NackReason::TransmitterLost => f.write_str("transmitter restarted"),
             NackReason::Cancelled => f.write_str("cancelled at the shutdown deadline"),
             NackReason::NoDeadLetterQueue => f.write_str("dead letter asked, but no DLQ"),
+            NackReason::DeadLetterFailed => f.write_str("dead letter asked, but the move failed"),
         }
     }
 }
@@ -238,6 +242,17 @@ pub enum Fault {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Inject(pub Fault);
+
+/// The supervisor learned the queue's attributes after start (they could not be read then): the
+/// real visibility timeout for new leases and receives, and the dead-letter queue, if any.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct QueueKnown {
+    /// The queue's own timeout (`None`: still unknown, or `CARRIER_SQS_VISIBILITY_TIMEOUT` is
+    /// set): receives stop asking for one and use the queue's.
+    pub visibility: Option<Duration>,
+    pub dead_letter: Option<Arc<crate::sqs::DeadLetterQueue>>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,11 @@
 //! on the ledger's schedule, and reports every event through [`Events`]. It must not talk HTTP or
 //! decide what a webhook answer means.
 //!
+//! Accounting: every message received becomes a lease and ends in exactly one of acked,
+//! retried, nacked (a delivery cancelled at the shutdown deadline too), released or
+//! dead-lettered, so the counters add up; a message handed out again while held joins its lease
+//! and is counted apart (`carrier_messages_redelivered_while_held_total`).
+//!
 //! Restart safety: everything asynchronous (the long poll, each delivery, each SQS action) runs as
 //! a detached task that reports back through this actor's mailbox, and the ledger lives in the
 //! actor struct, which supervision keeps across a restart. So a restarted receiver still settles
@@ -22,13 +27,13 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
-use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, Step, Why};
+use crate::lease::{Action, Extended, Extension, LeaseId, Ledger, Step, Why};
 use crate::messages::{
-    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Resume, Settle, Suspect,
+    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, QueueKnown, Resume, Settle, Suspect,
 };
 use crate::sqs::{
-    max_visibility_secs, Action as SqsAction, Backoff, DeadLetterQueue, Entry, EntryResult,
-    Received, SqsError, SqsQueue, MAX_BATCH_SIZE,
+    Action as SqsAction, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
+    SqsQueue, MAX_BATCH_SIZE,
 };
 use crate::transmitter::WebhookTransmitterActor;
 
@@ -63,23 +68,22 @@ enum State {
 #[rtype(result = "()")]
 struct Polled(Result<Received, SqsError>);
 
-/// A batch of deletes or visibility changes came back: each lease is done.
+/// Deletes or visibility changes came back: each lease is done. `call_done`: the call is over
+/// (else these came back early while the rest of its entries are retried).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Settled(Vec<(u64, EntryResult)>);
+struct Settled {
+    results: Vec<(LeaseId, EntryResult)>,
+    call_done: bool,
+}
 
-/// Part of a batch came back while the rest is retried: these leases are done now.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct SettledEarly(Vec<(u64, EntryResult)>);
-
-/// A batch of visibility extensions came back.
+/// A batch of visibility extensions came back (`None`: cut off at the visibility left).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct ExtensionsDone {
     sent_at: Instant,
     extensions: Vec<Extension>,
-    results: Vec<(u64, EntryResult)>,
+    results: Option<Vec<(LeaseId, EntryResult)>>,
 }
 
 /// A dead-letter move came back (copied to the DLQ and deleted, or not).
@@ -127,7 +131,7 @@ pub struct SqsReceiverActor {
     /// Visibility changes not yet sent.
     visibility: Vec<Entry>,
     flush_timer: Option<SpawnHandle>,
-    /// The heartbeat's next wake-up and its timer.
+    /// The ledger's next wake-up (heartbeat, FIFO blocks, held leases) and its timer.
     heartbeat: Option<(Instant, SpawnHandle)>,
     /// SQS calls still running; drain waits for them.
     actions_in_flight: usize,
@@ -246,10 +250,9 @@ impl SqsReceiverActor {
 
     /// Queues one SQS action for a lease (or starts it, for a dead-letter move).
     fn act(&mut self, lease: LeaseId, action: Action, ctx: &mut Context<Self>) {
-        let (Some(receipt), Some(delivery), Some(received_at)) = (
+        let (Some(receipt), Some(delivery)) = (
             self.ledger.receipt(lease).cloned(),
             self.ledger.delivery(lease).cloned(),
-            self.ledger.received_at(lease),
         ) else {
             return;
         };
@@ -262,11 +265,10 @@ impl SqsReceiverActor {
         match action {
             Action::Delete => self.deletes.push(entry(0)),
             Action::Visibility { secs, why } => {
-                if matches!(why, Why::Release | Why::Bounce) {
-                    self.events.released(self.id, 1, why);
+                if why == Why::Release {
+                    self.events.released(self.id, 1);
                 }
-                self.visibility
-                    .push(entry(secs.min(max_visibility_secs(received_at))));
+                self.visibility.push(entry(secs));
             }
             Action::DeadLetter => {
                 let Some(dlq) = self.dead_letter.clone() else {
@@ -298,7 +300,7 @@ impl SqsReceiverActor {
         for action in [SqsAction::Delete, SqsAction::ChangeVisibility] {
             let pending = match action {
                 SqsAction::Delete => &mut self.deletes,
-                SqsAction::ChangeVisibility => &mut self.visibility,
+                SqsAction::ChangeVisibility | SqsAction::Extend => &mut self.visibility,
             };
             if pending.is_empty() {
                 continue;
@@ -307,9 +309,17 @@ impl SqsReceiverActor {
             let (queue, me) = (self.queue.clone(), ctx.address());
             self.spawn_action(async move {
                 // What succeeds frees its slot at once, not after the retries of the rest.
-                let early = |results| me.do_send(SettledEarly(results));
-                let rest = queue.settle(action, entries, Some(&early)).await;
-                me.do_send(Settled(rest));
+                let early = |results| {
+                    me.do_send(Settled {
+                        results,
+                        call_done: false,
+                    })
+                };
+                let results = queue.settle(action, entries, Some(&early)).await;
+                me.do_send(Settled {
+                    results,
+                    call_done: true,
+                });
             });
         }
     }
@@ -339,12 +349,14 @@ impl SqsReceiverActor {
         actix_rt::spawn(action);
     }
 
-    /// SQS confirmed these leases' last action: each is done, and its slot free.
-    fn settled(&mut self, results: Vec<(u64, EntryResult)>, ctx: &mut Context<Self>) {
-        for (lease, _) in results {
-            self.ledger.settled(lease);
-        }
-        self.sync_in_flight();
+    /// SQS confirmed these leases' last action: each is done, and its slot free (or, handed out
+    /// again meanwhile, its action runs again with the newer receipt handle).
+    fn settled(&mut self, results: Vec<(LeaseId, EntryResult)>, ctx: &mut Context<Self>) {
+        let again: Vec<Step> = results
+            .into_iter()
+            .filter_map(|(lease, _)| self.ledger.settled(lease))
+            .collect();
+        self.run(again, ctx);
         self.poll(ctx);
         self.check_drained(ctx);
     }
@@ -363,9 +375,9 @@ impl SqsReceiverActor {
         }
     }
 
-    /// Arms the heartbeat timer for the ledger's next due extension (if earlier than the armed one).
+    /// Arms the timer for the ledger's next wake-up (if earlier than the armed one).
     fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let Some(next) = self.ledger.next_extension() else {
+        let Some(next) = self.ledger.next_wakeup() else {
             return;
         };
         if let Some((armed, handle)) = self.heartbeat {
@@ -377,33 +389,39 @@ impl SqsReceiverActor {
         let delay = next.saturating_duration_since(Instant::now());
         let handle = ctx.run_later(delay, |act, ctx| {
             act.heartbeat = None;
+            let steps = act.ledger.tick(Instant::now());
+            act.run(steps, ctx);
             act.extend_due(ctx);
             act.arm_heartbeat(ctx);
+            act.poll(ctx);
+            act.check_drained(ctx);
         });
         self.heartbeat = Some((next, handle));
     }
 
-    /// Sends the extensions that are due, in one batch call per 10.
+    /// Sends the extensions that are due, in one batch call per 10. The call is cut off when the
+    /// first of its messages would become visible: one slow call must not outlive the lease (the
+    /// ledger then tries again at once).
     fn extend_due(&mut self, ctx: &mut Context<Self>) {
         let extensions = self.ledger.due_extensions(Instant::now());
-        if extensions.is_empty() {
+        let Some(cut_off) = extensions.iter().map(|e| e.visible_until).min() else {
             return;
-        }
+        };
         let entries: Vec<Entry> = extensions
             .iter()
             .filter_map(|e| {
-                let received_at = self.ledger.received_at(e.lease)?;
                 Some(Entry {
                     key: e.lease,
-                    receipt: self.ledger.receipt(e.lease)?.clone(),
+                    receipt: e.receipt.clone(),
                     message_id: self.ledger.delivery(e.lease)?.message_id.clone(),
-                    secs: e.secs.min(max_visibility_secs(received_at)),
+                    secs: e.secs,
                 })
             })
             .collect();
         let (queue, me, sent_at) = (self.queue.clone(), ctx.address(), Instant::now());
         self.spawn_action(async move {
-            let results = queue.change_visibility(entries).await;
+            let call = queue.extend(entries);
+            let results = tokio::time::timeout_at(cut_off.into(), call).await.ok();
             me.do_send(ExtensionsDone {
                 sent_at,
                 extensions,
@@ -449,12 +467,14 @@ impl SqsReceiverActor {
             return;
         };
         ctx.run_later(deadline.saturating_duration_since(Instant::now()), |act, ctx| {
-            let running = act.ledger.delivering();
-            if running > 0 {
+            let abandoned = act.ledger.abandon_deliveries();
+            if !abandoned.is_empty() {
                 warn!(act.events.log(), "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
-                    "receiver" => act.id, "in_flight" => running);
+                    "receiver" => act.id, "in_flight" => abandoned.len());
             }
-            act.ledger.abandon_deliveries();
+            for delivery in &abandoned {
+                act.events.nacked(&delivery.message_id, &NackReason::Cancelled, Duration::ZERO, None);
+            }
             let _ = act.cancel.send(true);
             act.sync_in_flight();
             act.flush(ctx);
@@ -492,25 +512,6 @@ impl SqsReceiverActor {
             } => {}
             _ => self.failing = 0,
         }
-    }
-
-    /// Messages that arrived while not receiving (paused or draining) go straight back.
-    fn release_unleased(&mut self, messages: Vec<Incoming>, ctx: &mut Context<Self>) {
-        self.events.released(self.id, messages.len(), Why::Release);
-        let entries = messages
-            .into_iter()
-            .map(|m| Entry {
-                key: u64::MAX,
-                receipt: m.receipt,
-                message_id: m.delivery.message_id.clone(),
-                secs: 0,
-            })
-            .collect();
-        let (queue, me) = (self.queue.clone(), ctx.address());
-        self.spawn_action(async move {
-            queue.change_visibility(entries).await;
-            me.do_send(Settled(Vec::new()));
-        });
     }
 }
 
@@ -559,21 +560,21 @@ impl Handler<Polled> for SqsReceiverActor {
                         self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
                     }
                 } else {
-                    self.events.received(self.id, messages.len());
-                    match self.state {
-                        State::Running | State::Paused => {
-                            // Paused (the webhook went offline while this poll was open): held,
-                            // kept invisible, delivered on resume; no receive count is burned.
-                            let hold = self.state == State::Paused;
-                            let steps = self.ledger.admit(Instant::now(), sent_at, messages, hold);
-                            self.run(steps, ctx);
-                            self.arm_heartbeat(ctx);
-                        }
-                        State::Draining => {
-                            // The poll finished as we stopped receiving: hand these straight back.
-                            self.release_unleased(messages, ctx);
-                        }
+                    // Paused (the webhook went offline while this poll was open): held, kept
+                    // invisible, delivered on resume; no receive count is burned. Draining (the
+                    // poll finished as we stopped receiving): handed straight back.
+                    let hold = self.state != State::Running;
+                    let admitted = self.ledger.admit(Instant::now(), sent_at, messages, hold);
+                    self.events.received(self.id, admitted.new);
+                    for message_id in &admitted.rejoined {
+                        self.events.redelivered_while_held(message_id);
                     }
+                    let mut steps = admitted.steps;
+                    if self.state == State::Draining {
+                        steps.extend(self.ledger.release_queued());
+                    }
+                    self.run(steps, ctx);
+                    self.arm_heartbeat(ctx);
                 }
             }
             Err(e) if self.state == State::Draining => {
@@ -606,27 +607,21 @@ impl Handler<Settle> for SqsReceiverActor {
             };
         }
         self.watch_for_outage(&outcome);
-        let steps = self.ledger.outcome(Instant::now(), settle.lease, &outcome);
-        let own = steps.iter().find_map(|s| match s {
-            Step::Act(l, a) if *l == settle.lease => Some(a.clone()),
+        let decided = self.ledger.outcome(Instant::now(), settle.lease, &outcome);
+        // The applied visibility, even when it waits for an extension call to return first.
+        let secs = match decided.action {
+            Some(Action::Visibility { secs, .. }) => Some(secs),
             _ => None,
-        });
-        match (&outcome, own) {
-            (Outcome::Ack, _) => self.events.acked(),
-            (Outcome::Retry { .. }, Some(Action::Visibility { secs, .. })) => {
-                self.events.retried(message_id, secs)
+        };
+        match &outcome {
+            Outcome::Ack => self.events.acked(),
+            Outcome::Retry { .. } => self.events.retried(message_id, secs.unwrap_or(0)),
+            Outcome::Nack { reason } => {
+                self.events.nacked(message_id, reason, settle.elapsed, secs)
             }
-            (Outcome::Retry { .. }, _) => self.events.retried(message_id, 0),
-            (Outcome::Nack { reason }, own) => {
-                let secs = match own {
-                    Some(Action::Visibility { secs, .. }) => Some(secs),
-                    _ => None,
-                };
-                self.events.nacked(message_id, reason, settle.elapsed, secs);
-            }
-            (Outcome::DeadLetter, _) => {}
+            Outcome::DeadLetter => {}
         }
-        self.run(steps, ctx);
+        self.run(decided.steps, ctx);
         self.poll(ctx);
         self.check_drained(ctx);
     }
@@ -635,17 +630,11 @@ impl Handler<Settle> for SqsReceiverActor {
 impl Handler<Settled> for SqsReceiverActor {
     type Result = ();
 
-    fn handle(&mut self, Settled(results): Settled, ctx: &mut Self::Context) {
-        self.action_done();
-        self.settled(results, ctx);
-    }
-}
-
-impl Handler<SettledEarly> for SqsReceiverActor {
-    type Result = ();
-
-    fn handle(&mut self, SettledEarly(results): SettledEarly, ctx: &mut Self::Context) {
-        self.settled(results, ctx);
+    fn handle(&mut self, settled: Settled, ctx: &mut Self::Context) {
+        if settled.call_done {
+            self.action_done();
+        }
+        self.settled(settled.results, ctx);
     }
 }
 
@@ -658,8 +647,14 @@ impl Handler<ExtensionsDone> for SqsReceiverActor {
         let mut ok = 0;
         let mut steps = Vec::new();
         for extension in &done.extensions {
-            let result = done
-                .results
+            let Some(results) = &done.results else {
+                steps.extend(
+                    self.ledger
+                        .extended(now, done.sent_at, extension, Extended::CutOff),
+                );
+                continue;
+            };
+            let result = results
                 .iter()
                 .find(|(k, _)| *k == extension.lease)
                 .map(|(_, r)| r);
@@ -681,6 +676,7 @@ impl Handler<ExtensionsDone> for SqsReceiverActor {
         self.events.extended(ok);
         self.run(steps, ctx);
         self.arm_heartbeat(ctx);
+        self.poll(ctx);
         self.check_drained(ctx);
     }
 }
@@ -696,10 +692,7 @@ impl Handler<DeadLettered> for SqsReceiverActor {
                 Err(e) => self.events.dead_letter_failed(&d.message_id, e),
             }
         }
-        self.ledger.settled(done.lease);
-        self.sync_in_flight();
-        self.poll(ctx);
-        self.check_drained(ctx);
+        self.settled(vec![(done.lease, EntryResult::Done)], ctx);
     }
 }
 
@@ -753,6 +746,21 @@ impl Handler<Drain> for SqsReceiverActor {
         self.arm_deadline(ctx);
         self.flush(ctx);
         self.check_drained(ctx);
+    }
+}
+
+impl Handler<QueueKnown> for SqsReceiverActor {
+    type Result = ();
+
+    /// The queue's attributes were read after start: new receives and leases use them.
+    fn handle(&mut self, known: QueueKnown, _ctx: &mut Self::Context) {
+        if let Some(visibility) = known.visibility {
+            self.receive_visibility = None;
+            self.ledger.set_visibility(visibility);
+        }
+        if known.dead_letter.is_some() {
+            self.dead_letter = known.dead_letter;
+        }
     }
 }
 

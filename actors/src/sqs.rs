@@ -80,6 +80,17 @@ impl QueueAddress {
     }
 }
 
+/// A FIFO queue's URL: its path (not its query or fragment) ends in `.fifo`.
+pub fn is_fifo_url(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) => u.path().trim_end_matches('/').ends_with(".fifo"),
+        Err(_) => url
+            .split(['?', '#'])
+            .next()
+            .is_some_and(|p| p.trim_end_matches('/').ends_with(".fifo")),
+    }
+}
+
 /// True for hosts served by AWS itself (where the full AWS credential chain applies).
 fn is_aws_host(host: &str) -> bool {
     host.ends_with(".amazonaws.com")
@@ -285,14 +296,6 @@ fn is_throttling(code: &str) -> bool {
     code.contains("Throttl") || code == "OverLimit" || code == "RequestLimitExceeded"
 }
 
-/// The longest visibility timeout SQS still accepts for a message received at `received_at` (its
-/// 12 hours run from receipt), less a few seconds for clock and transit.
-pub fn max_visibility_secs(received_at: Instant) -> u32 {
-    MAX_VISIBILITY_TIMEOUT_SECS
-        .saturating_sub(received_at.elapsed().as_secs())
-        .saturating_sub(5) as u32
-}
-
 /// The messages of one ReceiveMessage call.
 pub struct Received {
     /// When the call was sent: SQS started each message's visibility timeout no earlier.
@@ -400,6 +403,9 @@ pub struct SqsQueue {
     fifo: bool,
     /// Set once the endpoint has refused a batch call: from then on, single calls.
     batch_unsupported: Arc<AtomicBool>,
+    /// SQS has answered for this queue (GetQueueUrl, its attributes, or a receive): a configured
+    /// `CARRIER_SQS_QUEUE_URL` is not taken on trust.
+    confirmed: Arc<AtomicBool>,
     events: Events,
 }
 
@@ -436,11 +442,12 @@ impl SqsQueue {
             }
             (None, None) => unreachable!("settings validation requires a queue name or URL"),
         };
-        let fifo = url.ends_with(".fifo");
+        let fifo = is_fifo_url(&url);
         SqsQueue {
             client,
             url: url.into(),
             fifo,
+            confirmed: Arc::new(AtomicBool::new(address.url.is_none())),
             batch_unsupported: Arc::new(AtomicBool::new(false)),
             events,
         }
@@ -453,6 +460,21 @@ impl SqsQueue {
     /// A FIFO queue (its name ends in `.fifo`).
     pub fn is_fifo(&self) -> bool {
         self.fifo
+    }
+
+    /// SQS has answered for this queue at least once.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Relaxed)
+    }
+
+    /// The flag behind [`SqsQueue::is_confirmed`], for readiness.
+    pub fn confirmed_flag(&self) -> Arc<AtomicBool> {
+        self.confirmed.clone()
+    }
+
+    /// Records that SQS answered for the queue; true the first time.
+    fn confirm(&self) -> bool {
+        !self.confirmed.swap(true, Ordering::Relaxed)
     }
 
     /// `VisibilityTimeout` and `RedrivePolicy`, read once at start. A few attempts; then what is
@@ -474,6 +496,7 @@ impl SqsQueue {
                 .sqs_call("GetQueueAttributes", started.elapsed());
             match result {
                 Ok(out) => {
+                    self.confirm();
                     let attrs = out.attributes.unwrap_or_default();
                     return Ok(QueueAttributes {
                         visibility_timeout: attrs
@@ -555,6 +578,10 @@ impl SqsQueue {
             .await;
         self.events.sqs_call("ReceiveMessage", sent_at.elapsed());
         let out = result.map_err(|e| SqsError::from_sdk("ReceiveMessage", e))?;
+        if self.confirm() {
+            slog::info!(self.events.log(), "queue resolved"; "queue_url" => crate::http::redact(&self.url),
+                "confirmed_by" => "ReceiveMessage");
+        }
         let mut messages = Vec::with_capacity(out.messages().len());
         for message in out.messages.unwrap_or_default() {
             let (Some(message_id), Some(receipt)) = (message.message_id, message.receipt_handle)
@@ -649,7 +676,7 @@ impl SqsQueue {
                     );
                 }
             }
-            if to_url.ends_with(".fifo") {
+            if is_fifo_url(to_url) {
                 request = request
                     .message_group_id(delivery.group_id.as_deref().unwrap_or("carrier"))
                     .message_deduplication_id(delivery.message_id.as_ref());
@@ -680,6 +707,11 @@ impl SqsQueue {
     /// Change visibility timeouts, each entry with its own timeout in seconds.
     pub async fn change_visibility(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
         self.settle(Action::ChangeVisibility, entries, None).await
+    }
+
+    /// Heartbeat extensions: visibility changes whose refusals the caller reports.
+    pub async fn extend(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
+        self.settle(Action::Extend, entries, None).await
     }
 
     /// Runs one kind of action over entries: batches of 10, retrying failed calls and failed
@@ -788,7 +820,7 @@ impl SqsQueue {
                 let ok: Vec<String> = out.successful.into_iter().map(|s| s.id).collect();
                 (ok, out.failed)
             }
-            Action::ChangeVisibility => {
+            Action::ChangeVisibility | Action::Extend => {
                 let entries = chunk
                     .iter()
                     .enumerate()
@@ -829,13 +861,15 @@ impl SqsQueue {
             };
             let message_id = &chunk[i].message_id;
             if entry.sender_fault {
-                self.events.entry_rejected(
-                    operation,
-                    action.name(),
-                    message_id,
-                    &entry.code,
-                    entry.message.as_deref().unwrap_or(""),
-                );
+                if action.reports_rejections() {
+                    self.events.entry_rejected(
+                        operation,
+                        action.name(),
+                        message_id,
+                        &entry.code,
+                        entry.message.as_deref().unwrap_or(""),
+                    );
+                }
                 results[i] = Some(EntryResult::Refused(entry.code));
             } else {
                 self.events
@@ -861,7 +895,7 @@ impl SqsQueue {
                     .await
                     .map(|_| ())
                     .map_err(|err| SqsError::from_sdk(operation, err)),
-                Action::ChangeVisibility => self
+                Action::ChangeVisibility | Action::Extend => self
                     .client
                     .change_message_visibility()
                     .queue_url(self.url.as_ref())
@@ -877,13 +911,15 @@ impl SqsQueue {
                 Ok(()) => Some(EntryResult::Done),
                 Err(err) if err.sender_fault => {
                     let code = err.code.clone().unwrap_or_default();
-                    self.events.entry_rejected(
-                        operation,
-                        action.name(),
-                        &e.message_id,
-                        &code,
-                        &err.detail,
-                    );
+                    if action.reports_rejections() {
+                        self.events.entry_rejected(
+                            operation,
+                            action.name(),
+                            &e.message_id,
+                            &code,
+                            &err.detail,
+                        );
+                    }
                     Some(EntryResult::Refused(code))
                 }
                 Err(err) => {
@@ -901,27 +937,37 @@ impl SqsQueue {
 pub(crate) enum Action {
     Delete,
     ChangeVisibility,
+    /// A heartbeat's visibility change: the same call, but a refused entry is the caller's to
+    /// report (one error and one log line, not two).
+    Extend,
 }
 
 impl Action {
+    /// Whether a refused entry is logged and counted here (an extension's refusal is reported by
+    /// the receiver, which knows what it means for the delivery).
+    fn reports_rejections(self) -> bool {
+        !matches!(self, Action::Extend)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Action::Delete => "delete",
             Action::ChangeVisibility => "change_visibility",
+            Action::Extend => "extend",
         }
     }
 
     fn batch_operation(self) -> &'static str {
         match self {
             Action::Delete => "DeleteMessageBatch",
-            Action::ChangeVisibility => "ChangeMessageVisibilityBatch",
+            Action::ChangeVisibility | Action::Extend => "ChangeMessageVisibilityBatch",
         }
     }
 
     fn single_operation(self) -> &'static str {
         match self {
             Action::Delete => "DeleteMessage",
-            Action::ChangeVisibility => "ChangeMessageVisibility",
+            Action::ChangeVisibility | Action::Extend => "ChangeMessageVisibility",
         }
     }
 }
@@ -958,9 +1004,18 @@ mod tests {
     }
 
     #[test]
-    fn visibility_is_capped_by_the_time_left_since_receipt() {
-        let received_at = Instant::now() - Duration::from_secs(60);
-        assert_eq!(max_visibility_secs(received_at), 43_200 - 60 - 5);
+    fn fifo_is_told_by_the_url_path_not_its_tail() {
+        for (url, fifo) in [
+            ("http://127.0.0.1:9324/000000000000/jobs.fifo", true),
+            ("http://127.0.0.1:9324/000000000000/jobs.fifo?x=y", true),
+            ("http://127.0.0.1:9324/000000000000/jobs.fifo/", true),
+            ("http://127.0.0.1:9324/000000000000/jobs.fifo#f", true),
+            ("http://127.0.0.1:9324/000000000000/jobs", false),
+            ("http://127.0.0.1:9324/000000000000/jobs?name=x.fifo", false),
+            ("jobs.fifo", true),
+        ] {
+            assert_eq!(is_fifo_url(url), fifo, "{url}");
+        }
     }
 
     #[test]

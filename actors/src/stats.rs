@@ -40,6 +40,8 @@ pub struct Stats {
     pub(crate) sqs_errors_total: Counter,
     pub(crate) sqs_latency: Family<Label, Histogram, fn() -> Histogram>,
     pub(crate) extensions: Counter,
+    /// Messages SQS handed out again while carrier held them (joined their lease).
+    pub(crate) redelivered_while_held: Counter,
     pub(crate) restarts: Family<Label, Counter>,
     pub(crate) restarts_total: Counter,
     /// Log lines the asynchronous log drain dropped (its queue was full).
@@ -78,6 +80,8 @@ pub struct StatsSnapshot {
     pub extensions: u64,
     /// Actor restarts performed by supervision.
     pub restarts: u64,
+    /// Messages SQS handed out again while carrier held them (not delivered again).
+    pub redelivered_while_held: u64,
 }
 
 impl Stats {
@@ -97,6 +101,7 @@ impl Stats {
             sqs_errors_total: Counter::default(),
             sqs_latency: Family::new_with_constructor(latency_histogram),
             extensions: Counter::default(),
+            redelivered_while_held: Counter::default(),
             restarts: Family::default(),
             restarts_total: Counter::default(),
             log_lines_dropped: Counter::default(),
@@ -167,6 +172,11 @@ impl Stats {
             stats.extensions.clone(),
         );
         r.register(
+            "messages_redelivered_while_held",
+            "Messages SQS handed out again while carrier held them (joined their lease, not delivered again)",
+            stats.redelivered_while_held.clone(),
+        );
+        r.register(
             "actor_restarts",
             "Actor restarts performed by supervision, by actor",
             stats.restarts.clone(),
@@ -198,7 +208,15 @@ impl Stats {
             sqs_errors: self.sqs_errors_total.get(),
             extensions: self.extensions.get(),
             restarts: self.restarts_total.get(),
+            redelivered_while_held: self.redelivered_while_held.get(),
         }
+    }
+
+    /// Failed ReceiveMessage calls (an idle run must not count them as an empty queue).
+    pub(crate) fn receive_errors(&self) -> u64 {
+        self.sqs_errors
+            .get_or_create(&[("operation", "ReceiveMessage")])
+            .get()
     }
 
     /// Whether a warning of `kind` may be logged now. At most [`THROTTLE_BURST`] per kind in each

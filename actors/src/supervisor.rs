@@ -4,7 +4,7 @@
 //! runs the drain on shutdown. It knows lifecycles, not messages.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -14,9 +14,11 @@ use tokio::sync::oneshot;
 use crate::events::Events;
 use crate::health::{HealthCheckActor, OfflineAction};
 use crate::lease::{Ledger, LedgerSettings};
-use crate::messages::{Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, Resume, Shutdown};
+use crate::messages::{
+    Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, QueueKnown, Resume, Shutdown,
+};
 use crate::receiver::{ReceiverParts, SqsReceiverActor};
-use crate::sqs::{self, DeadLetterQueue, QueueArn, SqsQueue};
+use crate::sqs::{self, Backoff, DeadLetterQueue, QueueArn, QueueAttributes, SqsQueue};
 use crate::stats::{process_usage, Stats, THROTTLE_WINDOW};
 use crate::transmitter::WebhookTransmitterActor;
 use crate::{ExitReason, Settings};
@@ -25,8 +27,13 @@ use crate::{ExitReason, Settings};
 /// With the default shutdown timeout (20 s) the whole drain stays inside Kubernetes' default
 /// 30 s termination grace period, with 5 s to spare.
 pub(crate) const FLUSH_GRACE: Duration = Duration::from_secs(5);
-/// The visibility timeout assumed when the queue does not say (SQS's own default).
+/// The visibility timeout assumed when the queue does not say (SQS's own default). Receives then
+/// ask for it explicitly, so SQS keeps what the heartbeat assumes.
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+/// Reading the queue's attributes after a failure at start: retried from this...
+const ATTRIBUTES_RETRY_BASE: Duration = Duration::from_secs(1);
+/// ...up to this (denied rights may be granted later; a quiet retry costs one call per 5 min).
+const ATTRIBUTES_RETRY_MAX: Duration = Duration::from_secs(300);
 /// A delivery is extended at most this long past its request timeout (the bounded body read,
 /// then settling).
 const DELIVERY_MARGIN: Duration = Duration::from_secs(10);
@@ -44,14 +51,17 @@ enum Phase {
 /// health-checked), receiving, and not draining.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    resolved: AtomicBool,
+    /// The queue's "SQS has answered for it" flag, once the queue is known.
+    resolved: OnceLock<Arc<AtomicBool>>,
     online: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.resolved.load(Ordering::Relaxed)
+        self.resolved
+            .get()
+            .is_some_and(|r| r.load(Ordering::Relaxed))
             && self.online.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
     }
@@ -78,8 +88,8 @@ pub(crate) struct Supervisor {
     paused: bool,
     /// Receiving is held: deliveries put the webhook in doubt and no check has passed since.
     held: bool,
-    /// `CARRIER_EXIT_WHEN_IDLE`: the received count last seen, and since when it has not moved.
-    idle_since: (u64, Instant),
+    /// `CARRIER_EXIT_WHEN_IDLE`: since when nothing was received and no receive failed.
+    idle: Idle,
     /// Fired once with how the system ended.
     exit: Option<oneshot::Sender<ExitReason>>,
 }
@@ -89,6 +99,18 @@ struct Started {
     queue: SqsQueue,
     visibility: Duration,
     dead_letter: Option<Arc<DeadLetterQueue>>,
+    /// The attributes could not be read: receives ask for [`DEFAULT_VISIBILITY`], and reading
+    /// them is retried in the background.
+    attributes_unknown: bool,
+    /// Neither configured nor said by the queue: receives ask for [`DEFAULT_VISIBILITY`].
+    visibility_assumed: bool,
+}
+
+/// `CARRIER_EXIT_WHEN_IDLE`'s clock: the counts last seen, and since when neither has moved.
+struct Idle {
+    received: u64,
+    receive_errors: u64,
+    since: Instant,
 }
 
 impl Supervisor {
@@ -115,7 +137,11 @@ impl Supervisor {
             arrived: false,
             paused: false,
             held: false,
-            idle_since: (0, Instant::now()),
+            idle: Idle {
+                received: 0,
+                receive_errors: 0,
+                since: Instant::now(),
+            },
             exit: Some(exit),
         }
     }
@@ -129,29 +155,48 @@ impl Supervisor {
         let client = sqs::client(&settings.queue).await;
         let queue = SqsQueue::resolve(client, &settings.queue, events.clone()).await;
         let log = events.log();
-        let attributes = match queue.attributes().await {
-            Ok(a) => a,
+        let (attributes, attributes_unknown) = match queue.attributes().await {
+            Ok(a) => (a, false),
             Err(e) => {
-                warn!(log, "could not read the queue's attributes; no dead-letter queue known";
+                warn!(log, "could not read the queue's attributes; asking for a 30 s visibility timeout on every receive and no dead-letter queue known until they can be read (retried in the background)";
                     "error" => %e);
-                Default::default()
+                (QueueAttributes::default(), true)
             }
         };
         let visibility = match (settings.visibility_timeout, attributes.visibility_timeout) {
             (Some(v), _) => v,
             (None, Some(v)) => v,
             (None, None) => {
-                warn!(log, "the queue did not say its visibility timeout; assuming 30 s";
-                    "visibility_timeout_s" => DEFAULT_VISIBILITY.as_secs());
+                if !attributes_unknown {
+                    warn!(log, "the queue did not say its visibility timeout; assuming 30 s and asking for it on every receive";
+                        "visibility_timeout_s" => DEFAULT_VISIBILITY.as_secs());
+                }
                 DEFAULT_VISIBILITY
             }
         };
-        let dead_letter = match attributes.dead_letter_target {
+        let dead_letter = Self::dead_letter_queue(&queue, attributes.dead_letter_target, log).await;
+        Started {
+            queue,
+            visibility,
+            dead_letter,
+            attributes_unknown,
+            visibility_assumed: settings.visibility_timeout.is_none()
+                && attributes.visibility_timeout.is_none(),
+        }
+    }
+
+    /// The dead-letter queue a RedrivePolicy names, if it is an SQS ARN.
+    async fn dead_letter_queue(
+        queue: &SqsQueue,
+        target: Option<String>,
+        log: &Logger,
+    ) -> Option<Arc<DeadLetterQueue>> {
+        match target {
             None => None,
             Some(target) => match QueueArn::parse(&target) {
                 Some(arn) => {
                     let dlq = Arc::new(DeadLetterQueue::new(arn));
-                    if let Err(e) = dlq.url(&queue).await {
+                    if let Err(e) = dlq.url(queue).await {
                         error!(log, "cannot resolve the dead-letter queue yet; will try again when a message is dead-lettered";
                             "dead_letter_queue" => &dlq.arn.name, "error" => %e);
                     }
@@ -163,22 +208,58 @@ impl Supervisor {
                     None
                 }
             },
-        };
-        Started {
-            queue,
-            visibility,
-            dead_letter,
         }
+    }
+
+    /// Reads the queue's attributes until it works, then tells the receivers the real
+    /// visibility timeout and dead-letter queue.
+    fn learn_attributes(&mut self, queue: SqsQueue, ctx: &mut Context<Self>) {
+        let log = self.log().clone();
+        let learn = async move {
+            let mut backoff = Backoff::new(ATTRIBUTES_RETRY_BASE, ATTRIBUTES_RETRY_MAX);
+            loop {
+                actix_rt::time::sleep(backoff.next_delay()).await;
+                if let Ok(attributes) = queue.attributes().await {
+                    let dead_letter =
+                        Self::dead_letter_queue(&queue, attributes.dead_letter_target, &log).await;
+                    return (attributes.visibility_timeout, dead_letter);
+                }
+            }
+        };
+        ctx.spawn(
+            learn
+                .into_actor(self)
+                .map(|(visibility, dead_letter), act, _| {
+                    // A configured timeout stays what receives ask for.
+                    let visibility =
+                        visibility.filter(|_| act.settings.visibility_timeout.is_none());
+                    info!(act.log(), "read the queue's attributes";
+                        "visibility_timeout_s" => visibility.map(|v| v.as_secs()),
+                        "dead_letter_queue" => dead_letter.as_ref().map(|d| d.arn.name.clone()));
+                    for r in &act.receivers {
+                        r.do_send(QueueKnown {
+                            visibility,
+                            dead_letter: dead_letter.clone(),
+                        });
+                    }
+                }),
+        );
     }
 
     fn start_children(&mut self, started: Started, ctx: &mut Context<Self>) {
         let settings = self.settings.clone();
         let s = &*settings;
         let queue = started.queue;
-        info!(self.log(), "queue resolved"; "queue_url" => queue.url(), "fifo" => queue.is_fifo(),
-            "visibility_timeout_s" => started.visibility.as_secs(),
-            "dead_letter_queue" => started.dead_letter.as_ref().map(|d| d.arn.name.clone()));
-        self.readiness.resolved.store(true, Ordering::Relaxed);
+        let queue_url = crate::http::redact(queue.url());
+        if queue.is_confirmed() {
+            info!(self.log(), "queue resolved"; "queue_url" => queue_url, "fifo" => queue.is_fifo(),
+                "visibility_timeout_s" => started.visibility.as_secs(),
+                "dead_letter_queue" => started.dead_letter.as_ref().map(|d| d.arn.name.clone()));
+        } else {
+            info!(self.log(), "queue URL not yet confirmed by SQS; resolved at the first successful receive";
+                "queue_url" => queue_url, "fifo" => queue.is_fifo());
+        }
+        let _ = self.readiness.resolved.set(queue.confirmed_flag());
         let webhook = Arc::new(s.webhook.clone());
         let queue_name = s.queue.display_name();
         let ledger = LedgerSettings {
@@ -190,7 +271,15 @@ impl Supervisor {
             nack: s.nack,
             min_retry_delay: s.min_retry_delay,
         };
-        let receive_visibility = s.visibility_timeout.map(|v| v.as_secs() as u32);
+        // Unknown attributes: ask for the timeout the heartbeat assumes, so SQS keeps it.
+        let receive_visibility = match (s.visibility_timeout, started.visibility_assumed) {
+            (Some(v), _) => Some(v.as_secs() as u32),
+            (None, true) => Some(DEFAULT_VISIBILITY.as_secs() as u32),
+            (None, false) => None,
+        };
+        if started.attributes_unknown {
+            self.learn_attributes(queue.clone(), ctx);
+        }
         // Receiver i (with its transmitter) runs on thread i mod CARRIER_THREADS; thread 0 is
         // this one, so the default of 1 adds none.
         let mut threads = vec![actix_rt::Arbiter::current()];
@@ -298,22 +387,37 @@ impl Supervisor {
     }
 
     fn reset_idle(&mut self) {
-        self.idle_since = (self.events.stats().snapshot().received, Instant::now());
+        let stats = self.events.stats();
+        self.idle = Idle {
+            received: stats.snapshot().received,
+            receive_errors: stats.receive_errors(),
+            since: Instant::now(),
+        };
     }
 
-    /// `CARRIER_EXIT_WHEN_IDLE`: nothing received for `idle` while receiving, nothing held.
+    /// `CARRIER_EXIT_WHEN_IDLE`: receives succeeded and came back empty for `idle` while
+    /// receiving, nothing held. A receive error restarts the clock: a run that cannot reach its
+    /// queue never exits 0 as idle.
     fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
-        let snap = self.events.stats().snapshot();
+        let stats = self.events.stats();
+        let snap = stats.snapshot();
+        let confirmed = self
+            .readiness
+            .resolved
+            .get()
+            .is_some_and(|r| r.load(Ordering::Relaxed));
         let busy = !self.arrived
+            || !confirmed
             || self.paused
             || self.held
             || snap.in_flight > 0
-            || snap.received != self.idle_since.0;
+            || snap.received != self.idle.received
+            || stats.receive_errors() != self.idle.receive_errors;
         if busy {
             self.reset_idle();
             return;
         }
-        if self.idle_since.1.elapsed() >= idle {
+        if self.idle.since.elapsed() >= idle {
             info!(self.log(), "queue idle; draining and exiting";
                 "idle_ms" => idle.as_millis() as u64);
             self.begin_drain(ExitReason::Idle, ctx);
@@ -357,7 +461,8 @@ impl Supervisor {
                 .into_actor(self)
                 .map(move |drained, act, _| {
                     if !drained {
-                        warn!(act.log(), "drain did not finish in time; exiting anyway");
+                        warn!(act.log(), "drain did not finish in time; exiting anyway: the messages still held (deliveries, deletes and visibility changes not confirmed) reappear after their visibility timeout";
+                            "in_flight" => act.events.stats().snapshot().in_flight);
                     }
                     act.finish(reason)
                 }),
