@@ -439,3 +439,42 @@ async fn queue_attributes_denied_at_start_still_keep_a_long_job_invisible() {
         .await;
     assert_eq!(read["visibility_timeout_s"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_lapses_to_another_receiver_is_passed_to_its_holder_not_delivered_again() {
+    // SPEC 4.13 across receivers: every extension call answers after 6 s while the visibility
+    // timeout is 4 s, so the message lapses again and again during its 9 s job; the other
+    // receiver, which has a free slot, receives it each time and passes it to its holder.
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
+    sqs.send_all("jobs", &["long"]);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::Delay(Duration::from_secs(6)),
+        Times::Always,
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(9)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    let again = carrier
+        .wait_log(
+            "SQS handed out a message carrier still holds; it is not delivered again",
+            T,
+        )
+        .await;
+    assert!(again["message_id"].is_string());
+    sqs.wait("long deleted", T, |s| {
+        s.message_with_body("jobs", "long").deleted.map(|_| ())
+    })
+    .await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert_eq!(sink.requests().len(), 1, "the webhook saw the message once");
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert_eq!(
+        (stopped["received"].as_u64(), stopped["acked"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_account_adds_up(&stopped);
+}

@@ -9,7 +9,8 @@
 //!
 //! Three rules keep a message from being delivered twice or burning receive counts:
 //! - A message handed out again while held (its visibility lapsed under a slow SQS) joins its
-//!   lease: the lease takes the newer receipt handle; nothing is delivered again.
+//!   lease: the lease takes the newer receipt handle; nothing is delivered again. [`Holders`]
+//!   tells which receiver holds what, so one handed to another receiver is passed to its holder.
 //! - The heartbeat has one state per lease ([`Heartbeat`]): due at a time, a call out, or off. A
 //!   visibility action decided while a call is out waits for it (`Settling { sent: false }`), so
 //!   the two cannot cross. Every visibility asked for is capped here, at SQS's 12 hours.
@@ -24,7 +25,7 @@
 //! around it: it performs the [`Step`]s the ledger hands back and reports how they went.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::messages::{Delivery, Outcome};
@@ -142,6 +143,40 @@ pub struct Admitted {
     pub new: usize,
     /// Messages this ledger already held, handed out again: they joined their lease.
     pub rejoined: Vec<Arc<str>>,
+    /// Messages another receiver holds, handed out again to this one: pass each to its holder
+    /// (the receiver's index), which joins it to its lease.
+    pub forward: Vec<(usize, Incoming)>,
+}
+
+/// Which receiver holds which message, shared by the receivers of one carrier.
+#[derive(Debug, Clone, Default)]
+pub struct Holders(Arc<Mutex<HashMap<Arc<str>, usize>>>);
+
+impl Holders {
+    /// Marks `message_id` as held by `receiver`; `Err` with its holder when another holds it.
+    fn claim(&self, message_id: &Arc<str>, receiver: usize) -> Result<(), usize> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get(message_id) {
+            Some(&holder) if holder != receiver => Err(holder),
+            _ => {
+                held.insert(message_id.clone(), receiver);
+                Ok(())
+            }
+        }
+    }
+
+    fn release(&self, message_id: &str, receiver: usize) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(message_id) == Some(&receiver) {
+            held.remove(message_id);
+        }
+    }
+
+    /// Messages held by any receiver.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 /// What [`Ledger::outcome`] decided for a delivery.
@@ -253,6 +288,9 @@ pub struct Ledger {
     leases: HashMap<LeaseId, Lease>,
     /// Which lease holds a message, so a message handed out again joins it.
     by_message: HashMap<Arc<str>, LeaseId>,
+    /// This ledger's receiver, and what every receiver holds.
+    receiver: usize,
+    holders: Holders,
     next_id: LeaseId,
     /// FIFO groups with a lease in hand or a block.
     groups: HashMap<Arc<str>, Group>,
@@ -270,10 +308,19 @@ impl Ledger {
             settings,
             leases: HashMap::new(),
             by_message: HashMap::new(),
+            receiver: 0,
+            holders: Holders::default(),
             next_id: 0,
             groups: HashMap::new(),
             rng,
         }
+    }
+
+    /// The ledger of receiver `receiver`, one of those sharing `holders`.
+    pub fn shared(mut self, receiver: usize, holders: Holders) -> Ledger {
+        self.receiver = receiver;
+        self.holders = holders;
+        self
     }
 
     pub fn settings(&self) -> &LedgerSettings {
@@ -356,6 +403,13 @@ impl Ledger {
                     _ => lease.heartbeat = first_extension(self.settings.heartbeat),
                 }
                 admitted.rejoined.push(message.delivery.message_id.clone());
+                continue;
+            }
+            if let Err(holder) = self
+                .holders
+                .claim(&message.delivery.message_id, self.receiver)
+            {
+                admitted.forward.push((holder, message));
                 continue;
             }
             let id = self.next_id;
@@ -646,6 +700,8 @@ impl Ledger {
         let lease = self.leases.remove(&id)?;
         if self.by_message.get(&lease.delivery.message_id) == Some(&id) {
             self.by_message.remove(&lease.delivery.message_id);
+            self.holders
+                .release(&lease.delivery.message_id, self.receiver);
         }
         if let Some(group_id) = lease.delivery.group_id.as_ref() {
             if let Some(group) = self.groups.get_mut(group_id) {
@@ -1156,6 +1212,26 @@ mod tests {
         assert_eq!(l.receipt(0).map(|r| &**r), Some("rh-a-3"));
         assert!(l.settled(0).is_none());
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_message_another_receiver_holds_is_passed_to_it_and_forgotten_once_done() {
+        let holders = Holders::default();
+        let mut a = Ledger::new(settings()).shared(0, holders.clone());
+        let mut b = Ledger::new(settings()).shared(1, holders.clone());
+        let t = Instant::now();
+        admit(&mut a, t, t, vec![msg("m", None)], false);
+        let admitted = b.admit(t, t, vec![msg("m", None), msg("n", None)], false);
+        assert_eq!(delivered(&admitted.steps), ["n"], "m is a's");
+        assert_eq!(admitted.forward.len(), 1);
+        assert_eq!(admitted.forward[0].0, 0);
+        let joined = a.admit(t, t, vec![admitted.forward[0].1.clone()], false);
+        assert_eq!((joined.new, joined.rejoined.len()), (0, 1));
+        outcome(&mut a, t, 0, &Outcome::Ack);
+        a.settled(0);
+        assert_eq!(holders.len(), 1, "only n is held now");
+        outcome(&mut b, t, 0, &nack());
+        assert_eq!(holders.len(), 0);
     }
 
     #[test]

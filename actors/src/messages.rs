@@ -254,6 +254,19 @@ pub(crate) struct QueueKnown {
     pub dead_letter: Option<Arc<crate::sqs::DeadLetterQueue>>,
 }
 
+/// A message SQS handed to one receiver while another holds it: passed to the holder, which joins
+/// it to its lease (or, its lease done meanwhile, takes it as new).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Rejoin {
+    /// When the receive that brought it was sent.
+    pub sent_at: std::time::Instant,
+    pub message: crate::lease::Incoming,
+}
+
+/// The receivers of one carrier, by index, once all are started (for [`Rejoin`]).
+pub(crate) type Peers = Arc<std::sync::OnceLock<Vec<actix::Recipient<Rejoin>>>>;
+
 #[cfg(test)]
 mod tests {
     use super::NackReason;

@@ -27,9 +27,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
-use crate::lease::{Action, Extended, Extension, LeaseId, Ledger, Step, Why};
+use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, Step, Why};
 use crate::messages::{
-    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, QueueKnown, Resume, Settle, Suspect,
+    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Peers, QueueKnown, Rejoin, Resume,
+    Settle, Suspect,
 };
 use crate::sqs::{
     Action as SqsAction, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
@@ -107,6 +108,8 @@ pub(crate) struct ReceiverParts {
     pub dead_letter: Option<Arc<DeadLetterQueue>>,
     /// The health checker, when there is one: told when deliveries fail as if it were down.
     pub suspect: Option<Recipient<Suspect>>,
+    /// Every receiver of this carrier, by index: a message another one holds is passed to it.
+    pub peers: Peers,
     pub events: Events,
 }
 
@@ -137,6 +140,7 @@ pub struct SqsReceiverActor {
     actions_in_flight: usize,
     dead_letter: Option<Arc<DeadLetterQueue>>,
     suspect: Option<Recipient<Suspect>>,
+    peers: Peers,
     /// Deliveries in a row that failed as if the webhook were down.
     failing: usize,
     /// Turned `true` at the shutdown deadline: every running delivery is cancelled.
@@ -172,6 +176,7 @@ impl SqsReceiverActor {
             actions_in_flight: 0,
             dead_letter: parts.dead_letter,
             suspect: parts.suspect,
+            peers: parts.peers,
             failing: 0,
             cancel,
             drained: None,
@@ -375,6 +380,33 @@ impl SqsReceiverActor {
         }
     }
 
+    /// Takes the messages of one receive as leases. Paused (the webhook went offline while the
+    /// poll was open): held, kept invisible, delivered on resume; no receive count is burned.
+    /// Draining (the poll finished as we stopped receiving): handed straight back. One another
+    /// receiver holds is passed to it.
+    fn take(&mut self, sent_at: Instant, messages: Vec<Incoming>, ctx: &mut Context<Self>) {
+        let hold = self.state != State::Running;
+        let admitted = self.ledger.admit(Instant::now(), sent_at, messages, hold);
+        self.events.received(self.id, admitted.new);
+        for message_id in &admitted.rejoined {
+            self.events.redelivered_while_held(message_id);
+        }
+        for (holder, message) in admitted.forward {
+            match self.peers.get().and_then(|p| p.get(holder)) {
+                Some(peer) => peer.do_send(Rejoin { sent_at, message }),
+                // Not possible once started; the message reappears after its visibility timeout.
+                None => debug!(self.events.log(), "no receiver to pass a held message to";
+                    "message_id" => message.delivery.message_id.as_ref()),
+            }
+        }
+        let mut steps = admitted.steps;
+        if self.state == State::Draining {
+            steps.extend(self.ledger.release_queued());
+        }
+        self.run(steps, ctx);
+        self.arm_heartbeat(ctx);
+    }
+
     /// Arms the timer for the ledger's next wake-up (if earlier than the armed one).
     fn arm_heartbeat(&mut self, ctx: &mut Context<Self>) {
         let Some(next) = self.ledger.next_wakeup() else {
@@ -560,21 +592,7 @@ impl Handler<Polled> for SqsReceiverActor {
                         self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
                     }
                 } else {
-                    // Paused (the webhook went offline while this poll was open): held, kept
-                    // invisible, delivered on resume; no receive count is burned. Draining (the
-                    // poll finished as we stopped receiving): handed straight back.
-                    let hold = self.state != State::Running;
-                    let admitted = self.ledger.admit(Instant::now(), sent_at, messages, hold);
-                    self.events.received(self.id, admitted.new);
-                    for message_id in &admitted.rejoined {
-                        self.events.redelivered_while_held(message_id);
-                    }
-                    let mut steps = admitted.steps;
-                    if self.state == State::Draining {
-                        steps.extend(self.ledger.release_queued());
-                    }
-                    self.run(steps, ctx);
-                    self.arm_heartbeat(ctx);
+                    self.take(sent_at, messages, ctx);
                 }
             }
             Err(e) if self.state == State::Draining => {
@@ -745,6 +763,16 @@ impl Handler<Drain> for SqsReceiverActor {
         self.run(steps, ctx);
         self.arm_deadline(ctx);
         self.flush(ctx);
+        self.check_drained(ctx);
+    }
+}
+
+impl Handler<Rejoin> for SqsReceiverActor {
+    type Result = ();
+
+    fn handle(&mut self, rejoin: Rejoin, ctx: &mut Self::Context) {
+        self.take(rejoin.sent_at, vec![rejoin.message], ctx);
+        self.poll(ctx);
         self.check_drained(ctx);
     }
 }

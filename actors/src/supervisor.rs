@@ -13,9 +13,9 @@ use tokio::sync::oneshot;
 
 use crate::events::Events;
 use crate::health::{HealthCheckActor, OfflineAction};
-use crate::lease::{Ledger, LedgerSettings};
+use crate::lease::{Holders, Ledger, LedgerSettings};
 use crate::messages::{
-    Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, QueueKnown, Resume, Shutdown,
+    Crash, Drain, Fault, HealthReport, Inject, Pause, Peers, Ping, QueueKnown, Resume, Shutdown,
 };
 use crate::receiver::{ReceiverParts, SqsReceiverActor};
 use crate::sqs::{self, Backoff, DeadLetterQueue, QueueArn, QueueAttributes, SqsQueue};
@@ -299,6 +299,8 @@ impl Supervisor {
             }));
         }
         let suspect = self.health.as_ref().map(|h| h.clone().recipient());
+        let holders = Holders::default();
+        let peers = Peers::default();
         for id in 0..s.receivers {
             let thread = &threads[id % threads.len()];
             let (webhook, tls) = (webhook.clone(), self.tls.clone());
@@ -316,9 +318,10 @@ impl Supervisor {
                 transmitter: transmitter.clone(),
                 batch_size: s.batch_size,
                 receive_visibility,
-                ledger: Ledger::new(ledger.clone()),
+                ledger: Ledger::new(ledger.clone()).shared(id, holders.clone()),
                 dead_letter: started.dead_letter.clone(),
                 suspect: suspect.clone(),
+                peers: peers.clone(),
                 events: self
                     .events
                     .with_log(self.root_log.new(o!("source" => "receiver"))),
@@ -328,6 +331,12 @@ impl Supervisor {
             self.transmitters.push(transmitter);
             self.receivers.push(receiver);
         }
+        let _ = peers.set(
+            self.receivers
+                .iter()
+                .map(|r| r.clone().recipient())
+                .collect(),
+        );
         if self.health.is_none() {
             self.arrive();
         }
