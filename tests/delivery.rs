@@ -5,9 +5,33 @@ mod support;
 
 use std::time::Duration;
 
-use support::{CarrierProcess, Reply, Sink, TestQueue};
+use support::{verify_standard_webhooks, CarrierProcess, Reply, Sink, TestQueue};
 
 const T: Duration = Duration::from_secs(30);
+
+/// The usual environment, with `endpoint` as the webhook URL.
+fn env_with_endpoint(
+    queue: &TestQueue,
+    sink: &Sink,
+    endpoint: String,
+) -> Vec<(&'static str, String)> {
+    let mut env = CarrierProcess::env_for(queue, sink);
+    env.retain(|(k, _)| *k != "CARRIER_WEBHOOK_ENDPOINT");
+    env.push(("CARRIER_WEBHOOK_ENDPOINT", endpoint));
+    env
+}
+
+/// `url` with `worker:s3cret@` in it (carrier sends those as HTTP Basic auth).
+fn with_credentials(url: &str) -> String {
+    url.replace("http://", "http://worker:s3cret@")
+}
+
+/// The `Authorization` header `worker:s3cret@` stands for.
+fn basic_worker_s3cret() -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode("worker:s3cret");
+    format!("Basic {token}")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_200_messages_across_receivers_workers_and_two_threads_and_empties_the_queue() {
@@ -302,4 +326,126 @@ async fn a_307_redirect_is_followed_with_the_body_and_a_302_is_a_nack() {
         "302 not followed"
     );
     queue.wait_counts((0, 1), T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_sends_it_nothing_and_is_a_nack() {
+    let queue = TestQueue::create("redirect-away", 30).await;
+    queue.send("stay-home").await;
+    // Another port of the same host is another origin.
+    let other = Sink::answering(200);
+    let location = other.url.replace("http://", "http://thief:pw-l3ak@") + "?token=t0ken";
+    let sink = Sink::start(move |_, seen| match seen {
+        0 => Reply::status(307).header("Location", &location),
+        _ => Reply::status(200),
+    });
+    let mut env = env_with_endpoint(&queue, &sink, with_credentials(&sink.url));
+    env.push(("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after the error timeout",
+            T,
+        )
+        .await;
+    assert_eq!(nack["reason"], "status 307");
+    // Not deleted: it comes back, and the second answer (200) acks it.
+    let requests = sink.wait_requests(2, T).await;
+    assert_eq!(requests[1].body, "stay-home");
+    assert_eq!(requests[1].header("x-carrier-receive-count"), Some("2"));
+    queue.wait_empty(T).await;
+    assert_eq!(other.request_count(), 0, "nothing reaches the other origin");
+    let warnings = carrier.logs_with("redirect to another origin not followed; nothing sent there");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let shown = warnings[0]["location"].as_str().unwrap();
+    assert!(
+        shown.starts_with("http://thief:***@127.0.0.1:") && shown.ends_with("/events?***"),
+        "{shown}"
+    );
+    let logs = carrier.log_lines().join("\n");
+    for secret in ["t0ken", "pw-l3ak", "s3cret"] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_origin_redirect_is_followed_with_credentials_and_a_fresh_signature() {
+    let queue = TestQueue::create("redirect-home", 30).await;
+    queue.send("follow-me").await;
+    queue.send("loop").await;
+    // Relative locations, resolved against the URL of the request they answer.
+    let sink = Sink::start(|r, _| match (r.body.as_str(), r.path.as_str()) {
+        ("loop", _) => Reply::status(307).header("Location", "again"),
+        (_, "/hook/in") => Reply::status(307).header("Location", "next"),
+        (_, "/hook/next") => Reply::status(308).header("Location", "../done?step=3"),
+        _ => Reply::status(200),
+    });
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let endpoint = with_credentials(&sink.url.replace("/events", "/hook/in"));
+    let mut env = env_with_endpoint(&queue, &sink, endpoint);
+    env.push(("CARRIER_WEBHOOK_SIGNING_SECRET", secret.into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let carrier = CarrierProcess::start(&env);
+
+    let nack = carrier
+        .wait_log(
+            "delivery failed; the message reappears after its visibility timeout",
+            T,
+        )
+        .await;
+    assert_eq!(
+        nack["reason"], "status 307",
+        "the fourth 307 is not followed"
+    );
+    // "follow-me" acked and deleted; "loop" in flight until its visibility timeout.
+    queue.wait_counts((0, 1), T).await;
+    let requests = sink.requests();
+    let looped = requests.iter().filter(|r| r.body == "loop").count();
+    assert_eq!(looped, 4, "the first request and 3 redirects");
+    let followed: Vec<_> = requests
+        .into_iter()
+        .filter(|r| r.body == "follow-me")
+        .collect();
+    let paths: Vec<_> = followed.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/hook/in", "/hook/next", "/done"]);
+    let auth = basic_worker_s3cret();
+    for r in &followed {
+        assert_eq!(r.header("authorization"), Some(auth.as_str()), "{}", r.path);
+    }
+    let verdicts = verify_standard_webhooks(&[secret], &followed);
+    assert_eq!(verdicts.len(), 3);
+    assert!(verdicts.iter().all(|v| v.ends_with(": ok")), "{verdicts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_70_kb_attribute_is_skipped_and_the_message_still_delivered() {
+    let queue = TestQueue::create("big-attribute", 30).await;
+    let huge = "a".repeat(70 * 1024);
+    queue
+        .send_with_attributes(
+            "big-attribute",
+            &[
+                ("Huge", "String", &huge),
+                ("small", "String", "kept"),
+                ("count", "Number", "42"),
+            ],
+        )
+        .await;
+    let sink = Sink::answering(200);
+    let carrier = CarrierProcess::start(&CarrierProcess::env_for(&queue, &sink));
+
+    let r = sink.wait_requests(1, T).await.remove(0);
+    assert_eq!(r.body, "big-attribute");
+    assert!(
+        r.header("x-carrier-attribute-huge").is_none(),
+        "the 70 KB attribute is not sent"
+    );
+    assert_eq!(r.header("x-carrier-attribute-small"), Some("kept"));
+    assert_eq!(r.header("x-carrier-attribute-count"), Some("42"));
+    queue.wait_empty(T).await;
+    let skipped = carrier
+        .wait_log("skipping an attribute header whose value is over 1 KiB", T)
+        .await;
+    assert_eq!(skipped["header"], "Huge");
 }

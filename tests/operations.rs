@@ -263,3 +263,63 @@ async fn a_stalled_log_reader_never_stalls_delivery_or_shutdown() {
     assert!(signalled.elapsed() < Duration::from_secs(10));
     drop(release);
 }
+
+/// One `/healthz` GET (HTTP/1.0, so the server closes after answering): the status.
+async fn probe_healthz(port: u16) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let status = String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_within_a_second_while_100_idle_or_half_sent_connections_are_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+    let queue = TestQueue::create("admin-flood", 30).await;
+    let sink = Sink::answering(200);
+    let port = free_port();
+    let carrier = CarrierProcess::start(&with_admin(&queue, &sink, port));
+    carrier.wait_log("admin endpoints listening", T).await;
+    assert_eq!(get(port, "/healthz").await.0, 200);
+
+    let mut held = Vec::new();
+    for i in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the admin port");
+        if i % 2 == 0 {
+            // Half a request, never finished.
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                .await
+                .unwrap();
+        }
+        held.push(stream);
+    }
+    for probe in 0..8 {
+        let result = tokio::time::timeout(PROBE_TIMEOUT, probe_healthz(port)).await;
+        assert!(
+            matches!(result, Ok(Ok(200))),
+            "probe {probe} with 100 connections open: {result:?}"
+        );
+    }
+    // Idle connections do not stay forever: the server closes them after a few seconds.
+    let mut buf = [0u8; 256];
+    for stream in held.iter_mut().take(2) {
+        let closed = tokio::time::timeout(T, async {
+            while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        assert!(closed.is_ok(), "an idle admin connection was never closed");
+    }
+}

@@ -3,7 +3,9 @@
 //! (Prometheus text, from the same stats the log reports).
 //!
 //! It runs on a thread of its own with its own actix system (one worker, bounded connections and
-//! timeouts), so a slow scraper or a client holding connections open never delays a delivery.
+//! timeouts), so a slow scraper or a client holding connections open never delays a delivery;
+//! and it closes idle or half-sent connections after a couple of seconds, with room for many,
+//! so those never delay a `/healthz` probe either.
 //! It reads shared state; it never changes anything.
 
 use std::convert::Infallible;
@@ -23,8 +25,19 @@ use crate::supervisor::{Readiness, Supervisor};
 
 /// How long `/healthz` waits for the supervisor's answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Concurrent admin connections served; more wait in the backlog.
-const MAX_CONNECTIONS: usize = 64;
+/// Concurrent admin connections served; more wait in the backlog. Far above what probes and a
+/// scraper need, so clients that connect and then idle or stall (100 of them, say) cannot crowd
+/// out a probe: each costs a socket and a small buffer, for at most [`REQUEST_HEAD_TIMEOUT`] or
+/// [`KEEP_ALIVE`]. Bounded so they cannot take every file descriptor of the process (1024 is a
+/// common soft limit), which deliveries and SQS calls need.
+const MAX_CONNECTIONS: usize = 512;
+/// How long a new connection may take to send its request head (connect-and-idle and half-sent
+/// requests are closed after it). A probe or a scraper sends its request at once.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an idle keep-alive connection is kept between requests. Prometheus reuses its
+/// connection every scrape interval (15 s or more), so this only saves it a reconnect within
+/// bursts; short, so idle connections do not pile up.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// The content type of what prometheus-client writes (OpenMetrics text, which Prometheus reads).
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -63,8 +76,8 @@ pub(crate) fn serve(
                     .listen("admin", listener, move || {
                         let state = state.clone();
                         HttpService::build()
-                            .client_request_timeout(Duration::from_secs(5))
-                            .keep_alive(Duration::from_secs(5))
+                            .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                            .keep_alive(KEEP_ALIVE)
                             .h1(fn_service(move |req: Request| {
                                 let state = state.clone();
                                 async move { Ok::<_, Infallible>(route(&state, req).await) }

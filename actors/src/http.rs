@@ -1,6 +1,7 @@
 //! HTTP client construction shared by the transmitter and the health checker: one rustls stack
 //! (ring crypto, TLS 1.2 minimum), awc's defaults replaced by ours, endpoint URLs (credentials in
-//! them become HTTP Basic auth; logs only ever see them redacted), and webhook-answer parsing.
+//! them become HTTP Basic auth; logs only ever see them redacted), redirect targets (same origin
+//! only) and webhook-answer parsing.
 //!
 //! It owns how we talk HTTP, not what a delivery means (that is the transmitter's).
 
@@ -141,18 +142,35 @@ pub fn tls_config(load_roots: bool, skip_verify: bool) -> Result<Arc<ClientConfi
     Ok(Arc::new(config))
 }
 
-/// Where a redirect's `Location` leads from `current`: absolute URLs and root-relative paths,
-/// same scheme only (no silent downgrade from https to http).
-pub fn redirect_target(current: &awc::http::Uri, location: &str) -> Option<String> {
-    let scheme = current.scheme_str()?;
-    if location.starts_with("//") {
-        return None;
+/// Why a `307`/`308` redirect is not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectRefused {
+    /// The `Location` is not a URL, not even a relative one.
+    Invalid,
+    /// It leads to another origin; nothing may be sent there. The target, redacted for logs.
+    OtherOrigin(String),
+}
+
+/// Where a `307`/`308` redirect's `Location` leads from the request to `current`, if carrier may
+/// follow it: only within `endpoint`'s origin (scheme, host and port, a default port counted as
+/// itself), so the body, `Authorization` and signature never reach another server. A relative
+/// `Location` (`next`, `../x`, `/x`, `?q`) is resolved against `current` as RFC 3986 says. The
+/// target carries no fragment and no credentials (carrier sends its own `Authorization`).
+pub fn redirect_target(
+    endpoint: &url::Url,
+    current: &url::Url,
+    location: &str,
+) -> Result<url::Url, RedirectRefused> {
+    let mut target = current
+        .join(location)
+        .map_err(|_| RedirectRefused::Invalid)?;
+    if target.origin() != endpoint.origin() {
+        return Err(RedirectRefused::OtherOrigin(redact(target.as_str())));
     }
-    if location.starts_with('/') {
-        return Some(format!("{scheme}://{}{location}", current.authority()?));
-    }
-    let target = parse_http_url(location).ok()?;
-    (target.scheme_str() == Some(scheme)).then(|| location.to_string())
+    target.set_fragment(None);
+    let _ = target.set_username("");
+    let _ = target.set_password(None);
+    Ok(target)
 }
 
 /// What an HTTP client is for: the two differ in redirects and in who bounds a request.
@@ -287,14 +305,99 @@ mod tests {
     }
 
     #[test]
-    fn redirects_resolve_to_the_same_scheme_only() {
-        let current: awc::http::Uri = "http://127.0.0.1:9000/hook".parse().unwrap();
-        let to = |l| redirect_target(&current, l);
-        assert_eq!(to("/hook/").as_deref(), Some("http://127.0.0.1:9000/hook/"));
-        assert_eq!(to("http://other:1/x").as_deref(), Some("http://other:1/x"));
-        assert_eq!(to("https://other/x"), None);
-        assert_eq!(to("//evil/x"), None);
-        assert_eq!(to("relative"), None);
+    fn redirects_are_followed_within_the_endpoint_s_origin_only() {
+        use RedirectRefused::{Invalid, OtherOrigin};
+        let endpoint = url::Url::parse("http://127.0.0.1:9000/hook/in?k=v").unwrap();
+        let https = url::Url::parse("https://example.com/hook/in").unwrap();
+        let away = |to: &str| Err(OtherOrigin(to.to_string()));
+        let to = |to: &str| Ok(to.to_string());
+        let table: [(&url::Url, &str, Result<String, RedirectRefused>); 21] = [
+            // Relative locations, resolved against the request's URL.
+            (&endpoint, "next", to("http://127.0.0.1:9000/hook/next")),
+            (&endpoint, "../x", to("http://127.0.0.1:9000/x")),
+            (&endpoint, "/x", to("http://127.0.0.1:9000/x")),
+            (&endpoint, "?q=1", to("http://127.0.0.1:9000/hook/in?q=1")),
+            (&endpoint, "", to("http://127.0.0.1:9000/hook/in?k=v")),
+            (
+                &endpoint,
+                "next#part",
+                to("http://127.0.0.1:9000/hook/next"),
+            ),
+            (&endpoint, "/a b", to("http://127.0.0.1:9000/a%20b")),
+            // Absolute, same origin (credentials in it are dropped).
+            (
+                &endpoint,
+                "http://127.0.0.1:9000/y",
+                to("http://127.0.0.1:9000/y"),
+            ),
+            (
+                &endpoint,
+                "HTTP://127.0.0.1:9000/y",
+                to("http://127.0.0.1:9000/y"),
+            ),
+            (
+                &endpoint,
+                "http://u:p@127.0.0.1:9000/y",
+                to("http://127.0.0.1:9000/y"),
+            ),
+            (
+                &endpoint,
+                "//127.0.0.1:9000/y",
+                to("http://127.0.0.1:9000/y"),
+            ),
+            // A default port is the same port, written or not.
+            (
+                &https,
+                "https://EXAMPLE.com:443/z",
+                to("https://example.com/z"),
+            ),
+            (&https, "//example.com/z", to("https://example.com/z")),
+            // Another origin: nothing is sent there; logs see it redacted.
+            (
+                &endpoint,
+                "http://127.0.0.1:9001/hook",
+                away("http://127.0.0.1:9001/hook"),
+            ),
+            (
+                &endpoint,
+                "http://localhost:9000/hook",
+                away("http://localhost:9000/hook"),
+            ),
+            (
+                &endpoint,
+                "https://127.0.0.1:9000/hook",
+                away("https://127.0.0.1:9000/hook"),
+            ),
+            (
+                &endpoint,
+                "//evil:9000/x?t=secret",
+                away("http://evil:9000/x?***"),
+            ),
+            (&endpoint, "http://u:pw@evil/x", away("http://u:***@evil/x")),
+            (&https, "http://example.com/z", away("http://example.com/z")),
+            (
+                &https,
+                "https://example.com:8443/z",
+                away("https://example.com:8443/z"),
+            ),
+            (&endpoint, "http://[::1", Err(Invalid)),
+        ];
+        for (current, location, expected) in table {
+            // First hop: the request went to the endpoint itself.
+            let got = redirect_target(current, current, location).map(|u| u.to_string());
+            assert_eq!(got, expected, "{current} + {location:?}");
+        }
+        // A later hop resolves against the URL it answers, and is judged by the endpoint's origin.
+        let hop = url::Url::parse("http://127.0.0.1:9000/deep/er").unwrap();
+        assert_eq!(
+            redirect_target(&endpoint, &hop, "x").map(|u| u.to_string()),
+            to("http://127.0.0.1:9000/deep/x")
+        );
+        // Non-HTTP schemes are other origins too.
+        assert!(matches!(
+            redirect_target(&endpoint, &endpoint, "file:///etc/passwd"),
+            Err(OtherOrigin(_))
+        ));
     }
 
     #[test]

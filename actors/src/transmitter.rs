@@ -1,9 +1,10 @@
 //! `WebhookTransmitterActor`: one POST per [`Deliver`], answered with an [`Answer`].
 //!
 //! It knows HTTP, not SQS: it never sees a receipt handle and never calls SQS. It maps a message's
-//! metadata to headers (carrier's `X-Carrier-*` set, or Elastic Beanstalk's `X-Aws-Sqsd-*`), signs
-//! the request when secrets are configured, and reads the answer: status, `Retry-After`,
-//! `X-Carrier-Dead-Letter`. Each delivery runs as its own future, so one slow webhook call never
+//! metadata to headers (carrier's `X-Carrier-*` set, or Elastic Beanstalk's `X-Aws-Sqsd-*`; the
+//! attribute headers bounded, so no attribute makes a message undeliverable), signs the request
+//! when secrets are configured, follows `307`/`308` only within the endpoint's origin, and reads
+//! the answer: status, `Retry-After`, `X-Carrier-Dead-Letter`. Each delivery runs as its own future, so one slow webhook call never
 //! holds up another; the receiver bounds how many run at once and can cancel them all at the
 //! shutdown deadline. A delivery that started keeps running if this actor is restarted.
 
@@ -18,7 +19,7 @@ use slog::warn;
 use tokio::sync::watch;
 
 use crate::events::Events;
-use crate::http::{self, Endpoint};
+use crate::http::{self, Endpoint, RedirectRefused};
 use crate::messages::{Answer, AttributeValue, Crash, Deliver, Delivery, NackReason, Outcome};
 use crate::signing::SigningKeys;
 
@@ -27,8 +28,16 @@ use crate::signing::SigningKeys;
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// How long to wait for that body once the answer is known.
 const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most `307`/`308` redirects followed for one delivery.
+/// Most `307`/`308` redirects followed for one delivery (all within the endpoint's origin).
 const MAX_REDIRECTS: usize = 3;
+/// An attribute value longer than this is not sent as a header: attributes hold up to 256 KiB,
+/// header lines do not (Apache refuses one over 8190 bytes, nginx one over 8 KiB), and a request
+/// the webhook server refuses outright (`431`) would be refused on every try.
+const MAX_ATTRIBUTE_VALUE: usize = 1024;
+/// The attribute headers of one request (names and values) together stay under this, so with
+/// carrier's own headers a request head stays well within common servers' limits (Node.js
+/// refuses a head over 16 KiB) however many attributes a message has.
+const ATTRIBUTE_HEADERS_BUDGET: usize = 8 * 1024;
 /// The User-Agent of Elastic Beanstalk's worker daemon, for `CARRIER_WEBHOOK_HEADER_STYLE=sqsd`.
 const SQSD_USER_AGENT: &str = "aws-sqsd/3.0.4";
 
@@ -141,8 +150,10 @@ impl Default for WebhookSettings {
 /// What a delivery's future needs of its transmitter, shared (the future outlives a restart).
 struct Shape {
     settings: Arc<WebhookSettings>,
-    /// The endpoint, parsed once.
+    /// The endpoint, parsed once: for requests, and as a URL (redirects are resolved against it
+    /// and must stay within its origin).
     uri: Option<awc::http::Uri>,
+    url: Option<url::Url>,
     /// `X-Carrier-Queue-Name` / `X-Aws-Sqsd-Queue`, computed once.
     queue_name: Option<HeaderValue>,
     authorization: Option<HeaderValue>,
@@ -182,6 +193,7 @@ impl Shape {
     fn new(settings: Arc<WebhookSettings>, queue_name: &str, events: Events) -> Shape {
         Shape {
             uri: settings.endpoint.url.parse().ok(),
+            url: url::Url::parse(&settings.endpoint.url).ok(),
             queue_name: HeaderValue::from_str(queue_name).ok(),
             authorization: settings
                 .endpoint
@@ -194,98 +206,159 @@ impl Shape {
         }
     }
 
-    /// The request for one delivery to `url` (each redirect hop builds it afresh, so no header is
-    /// ever doubled).
+    /// One request of a delivery to `uri`: its headers, the User-Agent of the header style,
+    /// `Authorization` and, when signing, the signature (each redirect hop builds it afresh, so
+    /// no header is ever doubled).
     fn request(
         &self,
         client: &awc::Client,
         uri: &awc::http::Uri,
+        headers: &[(HeaderName, HeaderValue)],
         d: &Delivery,
         signature: Option<&(String, String)>,
     ) -> awc::ClientRequest {
-        let style = self.settings.header_style;
         // Header names as Go writes them (`X-Carrier-Receive-Count`), for workers that compare
         // names case-sensitively.
         let mut req = client.post(uri.clone()).camel_case();
-        let content_type = d
-            .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
-            .and_then(|ct| self.value("Content-Type", ct, d))
-            .or_else(|| self.default_content_type.clone());
-        if let Some(ct) = content_type {
-            req = req.insert_header((header::CONTENT_TYPE, ct));
+        for (name, value) in headers {
+            req = req.append_header((name.clone(), value.clone()));
+        }
+        if self.settings.header_style == HeaderStyle::Sqsd {
+            // In place of the client's default (carrier's own).
+            req = req.insert_header((
+                header::USER_AGENT,
+                HeaderValue::from_static(SQSD_USER_AGENT),
+            ));
         }
         if let Some(auth) = &self.authorization {
             req = req.insert_header((header::AUTHORIZATION, auth.clone()));
         }
-        let put = |req: awc::ClientRequest, name: &'static str, value: Option<&str>| match value
-            .and_then(|v| self.value(name, v, d))
-        {
-            Some(v) => req.insert_header((HeaderName::from_static(name), v)),
-            None => req,
-        };
-        match style {
-            HeaderStyle::Carrier => {
-                req = put(req, names::RECEIVE_COUNT, d.receive_count.as_deref());
-                req = put(
-                    req,
-                    names::FIRST_RECEIVE_TIME,
-                    d.first_receive_time.as_deref(),
-                );
-                req = put(req, names::MESSAGE_ID, Some(&d.message_id));
-                req = put(req, names::SENT_TIME, d.sent_time.as_deref());
-                req = put(req, names::GROUP_ID, d.group_id.as_deref());
-                req = put(req, names::SEQUENCE_NUMBER, d.sequence_number.as_deref());
-                if let Some(q) = &self.queue_name {
-                    req =
-                        req.insert_header((HeaderName::from_static(names::QUEUE_NAME), q.clone()));
+        if let Some((timestamp, signature)) = signature {
+            let signed = [
+                (names::WEBHOOK_ID, &*d.message_id),
+                (names::WEBHOOK_TIMESTAMP, timestamp),
+                (names::WEBHOOK_SIGNATURE, signature),
+            ];
+            for (name, value) in signed {
+                if let Some(v) = self.value(name, value, d) {
+                    req = req.insert_header((HeaderName::from_static(name), v));
                 }
             }
+        }
+        req
+    }
+
+    /// The headers every request of a delivery carries (redirect hops too), built once per
+    /// delivery so a skipped value is warned about once: `Content-Type`, the metadata of the
+    /// header style, trace context, and the message's attributes.
+    fn headers(&self, d: &Delivery) -> Vec<(HeaderName, HeaderValue)> {
+        let put = |name: &'static str, value: Option<&str>| {
+            value
+                .and_then(|v| self.value(name, v, d))
+                .map(|v| (HeaderName::from_static(name), v))
+        };
+        let mut headers = Vec::with_capacity(16);
+        let content_type = d
+            .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
+            .and_then(|ct| self.value("Content-Type", ct, d))
+            .or_else(|| self.default_content_type.clone());
+        headers.extend(content_type.map(|ct| (header::CONTENT_TYPE, ct)));
+        let queue_name = match self.settings.header_style {
+            HeaderStyle::Carrier => {
+                headers.extend(
+                    [
+                        put(names::RECEIVE_COUNT, d.receive_count.as_deref()),
+                        put(names::FIRST_RECEIVE_TIME, d.first_receive_time.as_deref()),
+                        put(names::MESSAGE_ID, Some(&d.message_id)),
+                        put(names::SENT_TIME, d.sent_time.as_deref()),
+                        put(names::GROUP_ID, d.group_id.as_deref()),
+                        put(names::SEQUENCE_NUMBER, d.sequence_number.as_deref()),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+                names::QUEUE_NAME
+            }
             HeaderStyle::Sqsd => {
-                req = req.insert_header((
-                    header::USER_AGENT,
-                    HeaderValue::from_static(SQSD_USER_AGENT),
-                ));
-                req = put(req, names::SQSD_MSGID, Some(&d.message_id));
-                req = put(req, names::SQSD_RECEIVE_COUNT, d.receive_count.as_deref());
                 let first = d
                     .first_receive_time
                     .as_deref()
                     .and_then(iso8601_from_epoch_ms);
-                req = put(req, names::SQSD_FIRST_RECEIVED_AT, first.as_deref());
-                req = put(req, names::SQSD_SENDER_ID, d.sender_id.as_deref());
-                if let Some(q) = &self.queue_name {
-                    req =
-                        req.insert_header((HeaderName::from_static(names::SQSD_QUEUE), q.clone()));
-                }
+                headers.extend(
+                    [
+                        put(names::SQSD_MSGID, Some(&d.message_id)),
+                        put(names::SQSD_RECEIVE_COUNT, d.receive_count.as_deref()),
+                        put(names::SQSD_FIRST_RECEIVED_AT, first.as_deref()),
+                        put(names::SQSD_SENDER_ID, d.sender_id.as_deref()),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+                names::SQSD_QUEUE
             }
+        };
+        if let Some(q) = &self.queue_name {
+            headers.push((HeaderName::from_static(queue_name), q.clone()));
         }
-        // Trace context flows through the queue.
-        req = put(req, names::TRACE_ID, d.trace_header.as_deref());
-        req = put(req, names::TRACEPARENT, d.text_attribute("traceparent"));
-        req = put(req, names::TRACESTATE, d.text_attribute("tracestate"));
-        let prefix = match style {
+        // Trace context flows through the queue (outside the attribute headers' budget).
+        headers.extend(
+            [
+                put(names::TRACE_ID, d.trace_header.as_deref()),
+                put(names::TRACEPARENT, d.text_attribute("traceparent")),
+                put(names::TRACESTATE, d.text_attribute("tracestate")),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        self.attribute_headers(d, &mut headers);
+        headers
+    }
+
+    /// Each String/Number attribute as `X-Carrier-Attribute-<Name>` (or `X-Aws-Sqsd-Attr-<Name>`),
+    /// bounded so no attribute can make a message undeliverable: a value with a byte outside
+    /// printable ASCII (0x20–0x7E) or over [`MAX_ATTRIBUTE_VALUE`] is skipped, and taken in name
+    /// order the headers stop before their names and values reach [`ATTRIBUTE_HEADERS_BUDGET`].
+    /// Every skip is warned about (throttled).
+    fn attribute_headers(&self, d: &Delivery, headers: &mut Vec<(HeaderName, HeaderValue)>) {
+        let prefix = match self.settings.header_style {
             HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
             HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
         };
-        for attribute in &d.attributes {
-            let AttributeValue::Text(text) = &attribute.value else {
-                continue; // Binary attributes have no header form.
-            };
-            let name = format!("{prefix}{}", attribute.name);
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                self.skipped(&attribute.name, d);
+        let mut attributes: Vec<(&str, &str)> = d
+            .attributes
+            .iter()
+            .filter_map(|a| match &a.value {
+                AttributeValue::Text(text) => Some((a.name.as_str(), text.as_str())),
+                AttributeValue::Binary(_) => None, // no header form
+            })
+            .collect();
+        attributes.sort_by_key(|(name, _)| *name);
+        let mut left = ATTRIBUTE_HEADERS_BUDGET;
+        let mut over_budget: Vec<&str> = Vec::new();
+        for (name, text) in attributes {
+            let header = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes());
+            let value = HeaderValue::from_str(text)
+                .ok()
+                .filter(|_| printable_ascii(text));
+            let (Ok(header), Some(value)) = (header, value) else {
+                self.skipped(name, d);
                 continue;
             };
-            if let Some(v) = self.value(&attribute.name, text, d) {
-                req = req.append_header((name, v));
+            if text.len() > MAX_ATTRIBUTE_VALUE {
+                self.too_long(name, text.len(), d);
+                continue;
             }
+            let cost = header.as_str().len() + text.len();
+            if !over_budget.is_empty() || cost >= left {
+                over_budget.push(name);
+                continue;
+            }
+            left -= cost;
+            headers.push((header, value));
         }
-        if let Some((timestamp, signature)) = signature {
-            req = put(req, names::WEBHOOK_ID, Some(&d.message_id));
-            req = put(req, names::WEBHOOK_TIMESTAMP, Some(timestamp));
-            req = put(req, names::WEBHOOK_SIGNATURE, Some(signature));
+        if let Some(first) = over_budget.first() {
+            self.over_budget(first, over_budget.len(), d);
         }
-        req
     }
 
     /// A header value from message data, or `None` (with a warning) when it is not a valid one:
@@ -305,6 +378,37 @@ impl Shape {
             warn!(self.events.log(), "skipping a header whose value is not a valid header value";
                 "header" => name, "message_id" => d.message_id.as_ref());
         }
+    }
+
+    fn too_long(&self, name: &str, len: usize, d: &Delivery) {
+        if self.events.stats().throttle("header too long") {
+            warn!(self.events.log(), "skipping an attribute header whose value is over 1 KiB";
+                "header" => name, "bytes" => len, "message_id" => d.message_id.as_ref());
+        }
+    }
+
+    fn over_budget(&self, first: &str, skipped: usize, d: &Delivery) {
+        if self.events.stats().throttle("header budget") {
+            warn!(self.events.log(), "skipping attribute headers beyond their 8 KiB budget";
+                "first" => first, "skipped" => skipped, "message_id" => d.message_id.as_ref());
+        }
+    }
+
+    /// A redirect to another origin: nothing was sent there. `location` is already redacted.
+    fn refused(&self, status: u16, location: &str, d: &Delivery) {
+        if self.events.stats().throttle("redirect refused") {
+            warn!(self.events.log(), "redirect to another origin not followed; nothing sent there";
+                "status" => status, "location" => location,
+                "endpoint" => &self.settings.endpoint.redacted,
+                "message_id" => d.message_id.as_ref());
+        }
+    }
+
+    /// A Standard Webhooks signature made `at` (epoch seconds), when signing is configured:
+    /// (timestamp, signature).
+    fn signature(&self, d: &Delivery, at: u64) -> Option<(String, String)> {
+        let keys = self.settings.signing.as_ref()?;
+        Some((at.to_string(), keys.sign(&d.message_id, at, &d.body)))
     }
 
     /// The answer a response stands for.
@@ -338,7 +442,8 @@ impl Shape {
     }
 
     /// POSTs the body, following up to [`MAX_REDIRECTS`] `307`/`308` redirects (which keep the
-    /// method and body) to absolute or root-relative locations of the same scheme. Other redirects
+    /// method and body) within the endpoint's origin, each hop with `Authorization` and a fresh
+    /// signature. A redirect to another origin is a Nack: nothing is sent there. Other redirects
     /// are answers like any other status (a Nack): following a `301`/`302`/`303` turns the POST
     /// into a GET without the body, and acknowledging that would acknowledge a message never
     /// delivered.
@@ -348,38 +453,84 @@ impl Shape {
         client: &awc::Client,
         d: &Delivery,
     ) -> Result<(Answer, awc::ClientResponse), SendRequestError> {
-        let signature = self.settings.signing.as_ref().map(|keys| {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            (now.to_string(), keys.sign(&d.message_id, now, &d.body))
-        });
-        let Some(mut uri) = self.uri.clone() else {
+        let (Some(endpoint), Some(mut uri)) = (&self.url, self.uri.clone()) else {
             return Err(SendRequestError::Url(awc::error::InvalidUrl::MissingScheme));
         };
+        let headers = self.headers(d);
+        let mut current = endpoint.clone();
         let mut hops = 0;
         loop {
-            let request = self.request(client, &uri, d, signature.as_ref());
+            let signature = self.signature(d, unix_now());
+            let request = self.request(client, &uri, &headers, d, signature.as_ref());
             let mut response = request.send_body(d.body.clone()).await?;
-            let status = response.status().as_u16();
-            let next = matches!(status, 307 | 308)
-                .then(|| response.headers().get(header::LOCATION))
-                .flatten()
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| http::redirect_target(&uri, l))
-                .and_then(|next| next.parse::<awc::http::Uri>().ok());
-            match next {
-                Some(next) if hops < MAX_REDIRECTS => {
+            match self.next_hop(endpoint, &current, &response, hops, d) {
+                Hop::Follow(next_url, next_uri) => {
                     hops += 1;
                     // Within the delivery's deadline: a redirect is not an answer yet.
                     let _ = response.body().limit(MAX_RESPONSE_BODY).await;
-                    uri = next;
+                    (current, uri) = (next_url, next_uri);
                 }
-                _ => return Ok((self.judge(&response), response)),
+                Hop::Stop(answer) => return Ok((answer, response)),
             }
         }
     }
+
+    /// What a response to a request for `current` leads to: a redirect to follow, or the answer.
+    fn next_hop(
+        &self,
+        endpoint: &url::Url,
+        current: &url::Url,
+        response: &awc::ClientResponse,
+        hops: usize,
+        d: &Delivery,
+    ) -> Hop {
+        let status = response.status().as_u16();
+        let location = matches!(status, 307 | 308)
+            .then(|| response.headers().get(header::LOCATION))
+            .flatten()
+            .and_then(|l| l.to_str().ok());
+        let Some(location) = location.filter(|_| hops < MAX_REDIRECTS) else {
+            return Hop::Stop(self.judge(response));
+        };
+        match http::redirect_target(endpoint, current, location) {
+            Ok(next) => match next.as_str().parse() {
+                Ok(uri) => Hop::Follow(next, uri),
+                Err(_) => Hop::Stop(self.judge(response)),
+            },
+            Err(RedirectRefused::OtherOrigin(shown)) => {
+                self.refused(status, &shown, d);
+                Hop::Stop(Answer {
+                    outcome: Outcome::Nack {
+                        reason: NackReason::Status(status),
+                    },
+                    status: Some(status),
+                })
+            }
+            Err(RedirectRefused::Invalid) => Hop::Stop(self.judge(response)),
+        }
+    }
+}
+
+/// Where a delivery goes after one response.
+enum Hop {
+    /// A redirect within the endpoint's origin, to this URL.
+    Follow(url::Url, awc::http::Uri),
+    /// No (further) redirect: this is the answer.
+    Stop(Answer),
+}
+
+/// Seconds since the Unix epoch, for signatures.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Whether every byte of `value` is printable ASCII (0x20–0x7E): what an attribute header's value
+/// may hold. No tab, no obs-text: many servers and proxies refuse or mangle them.
+fn printable_ascii(value: &str) -> bool {
+    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 /// The headers a delivery is sent with, as the transmitter builds them (names lower-case), for
@@ -396,17 +547,13 @@ pub fn request_headers(
     );
     let shape = Shape::new(Arc::new(settings.clone()), queue_name, events);
     let client = awc::Client::default();
-    let signature = settings.signing.as_ref().map(|k| {
-        (
-            "0".to_string(),
-            k.sign(&delivery.message_id, 0, &delivery.body),
-        )
-    });
+    let signature = shape.signature(delivery, 0);
     let uri = shape
         .uri
         .clone()
         .expect("Endpoint::parse yields a valid URI");
-    let request = shape.request(&client, &uri, delivery, signature.as_ref());
+    let headers = shape.headers(delivery);
+    let request = shape.request(&client, &uri, &headers, delivery, signature.as_ref());
     request
         .headers()
         .iter()
@@ -529,6 +676,104 @@ mod tests {
         assert!(SuccessCodes::parse("299-200").is_err());
         assert!(SuccessCodes::parse("2xx").is_err());
         assert!(SuccessCodes::parse("700").is_err());
+    }
+
+    /// The headers `request_headers` yields for a message with these String attributes.
+    fn headers_with(style: HeaderStyle, attributes: &[(&str, &str)]) -> Vec<(String, String)> {
+        let settings = WebhookSettings {
+            header_style: style,
+            ..Default::default()
+        };
+        let delivery = Delivery {
+            message_id: Arc::from("m-1"),
+            attributes: attributes
+                .iter()
+                .map(|(name, value)| crate::messages::Attribute {
+                    name: name.to_string(),
+                    data_type: "String".into(),
+                    value: AttributeValue::Text(value.to_string()),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        request_headers(&settings, "queue", &delivery)
+    }
+
+    fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn attribute_values_outside_printable_ascii_or_over_1_kib_are_skipped() {
+        let kib = "k".repeat(1024);
+        let over = "o".repeat(1025);
+        let table: [(&str, &str, bool); 9] = [
+            ("plain", "a value, with = and ~", true),
+            ("spaces", " padded ", true),
+            ("empty", "", true),
+            ("exactly-1-kib", &kib, true),
+            ("over-1-kib", &over, false),
+            ("non-ascii", "héllo", false),
+            ("tab", "a\tb", false),
+            ("delete", "a\u{7f}b", false),
+            ("newline", "a\r\nX-Injected: yes", false),
+        ];
+        for style in [HeaderStyle::Carrier, HeaderStyle::Sqsd] {
+            let attributes: Vec<(&str, &str)> = table.iter().map(|(n, v, _)| (*n, *v)).collect();
+            let headers = headers_with(style, &attributes);
+            let prefix = match style {
+                HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
+                HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
+            };
+            for (name, value, kept) in table {
+                let sent = header(&headers, &format!("{prefix}{name}"));
+                assert_eq!(sent, kept.then_some(value), "{style:?} {name}");
+            }
+            assert_eq!(header(&headers, "x-injected"), None);
+            if style == HeaderStyle::Sqsd {
+                assert_eq!(header(&headers, "user-agent"), Some(SQSD_USER_AGENT));
+            }
+        }
+    }
+
+    #[test]
+    fn attribute_headers_stay_within_their_budget_taken_in_name_order() {
+        // Each `a<i>` costs 22 + 1000 bytes: after `Z` (26 bytes, first in name order) seven fit
+        // under 8 KiB, the eighth would not.
+        let value = "v".repeat(1000);
+        let mut attributes: Vec<(String, &str)> = (0..10)
+            .rev()
+            .map(|i| (format!("a{i}"), value.as_str()))
+            .collect();
+        // Small, but after the cut in name order: skipped too.
+        attributes.push(("b".into(), "small"));
+        // Before the cut in name order: kept, and counted.
+        attributes.push(("Z".into(), "first"));
+        attributes.push((
+            "traceparent".into(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ));
+        let borrowed: Vec<(&str, &str)> =
+            attributes.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let headers = headers_with(HeaderStyle::Carrier, &borrowed);
+        let mut sent: Vec<&str> = headers
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(names::ATTRIBUTE_PREFIX))
+            .collect();
+        sent.sort_unstable();
+        assert_eq!(sent, ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "z"]);
+        let total: usize = headers
+            .iter()
+            .filter(|(k, _)| k.starts_with(names::ATTRIBUTE_PREFIX))
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        assert!(total < ATTRIBUTE_HEADERS_BUDGET, "{total}");
+        // Content-Type and trace context are outside the budget.
+        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+        assert!(header(&headers, "traceparent").is_some());
     }
 
     #[test]

@@ -883,3 +883,36 @@ fn send_signal(pid: u32, name: &str) -> bool {
 pub fn quiet_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
+
+/// Verifies the Standard Webhooks signatures of `requests` with the independent `standardwebhooks`
+/// Python package (tests/support/verify_webhooks.py): one line per secret and request, `... ok`
+/// or `... fail <reason>`.
+pub fn verify_standard_webhooks(secrets: &[&str], requests: &[Request]) -> Vec<String> {
+    use std::io::Write;
+    let job = serde_json::json!({
+        "secrets": secrets,
+        "requests": requests.iter().map(|r| serde_json::json!({
+            "body": r.body, "headers": r.headers,
+        })).collect::<Vec<_>>(),
+    });
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/support/verify_webhooks.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python from .venv (run scripts/setup-test-env)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "verify_webhooks.py failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
