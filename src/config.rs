@@ -74,7 +74,8 @@ variables! {
     /// SQS endpoint URL, e.g. `https://sqs.us-west-2.amazonaws.com`; unset: the region's.
     SQS_ENDPOINT = "CARRIER_SQS_ENDPOINT" => sqs_endpoint: Option<String> = optional, url;
     /// Queue name, resolved with GetQueueUrl (required unless CARRIER_SQS_QUEUE_URL).
-    SQS_QUEUE_NAME = "CARRIER_SQS_QUEUE_NAME" => sqs_queue_name: Option<String> = optional, Ok;
+    SQS_QUEUE_NAME = "CARRIER_SQS_QUEUE_NAME" => sqs_queue_name: Option<String> = optional,
+        queue_name;
     /// Carrier only: the queue's full URL, instead of name (+ endpoint).
     SQS_QUEUE_URL = "CARRIER_SQS_QUEUE_URL" => sqs_queue_url: Option<String> = optional, url;
     /// Most messages per ReceiveMessage, 1–10 (Go parity: 0 means 1).
@@ -160,16 +161,18 @@ variables! {
     LOG_LEVEL = "CARRIER_LOG_LEVEL" => log_level: slog::Level = "info", log_level;
 }
 
-/// Whether a `CARRIER_`-prefixed name is one Kubernetes injects for a Service named `carrier…`
-/// (`CARRIER_SERVICE_HOST`, `CARRIER_PORT_9464_TCP_ADDR`, `CARRIER_ADMIN_SERVICE_PORT_HTTP`, …).
-fn is_kubernetes_service_variable(name: &str) -> bool {
+/// Whether a `CARRIER_`-prefixed variable is one Kubernetes injects for a Service named
+/// `carrier…` (`CARRIER_SERVICE_HOST`, `CARRIER_PORT=tcp://…`, `CARRIER_PORT_9464_TCP_ADDR`,
+/// `CARRIER_ADMIN_SERVICE_PORT_HTTP`, …). A bare `…_PORT` is one only with a service link as its
+/// value (`tcp://10.0.0.11:9464`): `CARRIER_ADMIN_PORT=9464` is somebody's typo.
+fn is_kubernetes_service_variable(name: &str, value: &str) -> bool {
     if name.ends_with("_SERVICE_HOST") || name.ends_with("_SERVICE_PORT") {
         return true;
     }
     if name.contains("_SERVICE_PORT_") {
         return true;
     }
-    if name.ends_with("_PORT") {
+    if name.ends_with("_PORT") && is_service_link(value) {
         return true;
     }
     // `_PORT_<number>_<TCP|UDP|SCTP>` with an optional `_PROTO`, `_PORT` or `_ADDR`.
@@ -190,18 +193,80 @@ fn is_kubernetes_service_variable(name: &str) -> bool {
     number && proto && suffix
 }
 
-/// The `CARRIER_*` names among `names` that carrier does not read: typos, or options of another
-/// version. Worth a warning, not a refusal (a rollback must not fail on a newer option). Names
+/// A Kubernetes service link: `tcp://10.0.0.11:9464` (or `udp://`, `sctp://`).
+fn is_service_link(value: &str) -> bool {
+    ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|scheme| value.starts_with(scheme))
+}
+
+/// The `CARRIER_*` names among the `(name, value)` pairs that carrier does not read: typos, or
+/// options of another version. Worth a warning, not a refusal (a rollback must not fail on a newer
+/// option), but named when the configuration is refused (a typo is the usual cause). Variables
 /// Kubernetes injects for a Service called `carrier` are not ours and not worth a word.
-pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut unknown: Vec<&str> = names
+pub fn unknown_variables<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<&'a str> {
+    let mut unknown: Vec<&str> = vars
         .into_iter()
-        .filter(|n| n.starts_with("CARRIER_"))
-        .filter(|n| !VARIABLES.iter().any(|v| v.name == *n))
-        .filter(|n| !is_kubernetes_service_variable(n))
+        .filter(|(n, _)| n.starts_with("CARRIER_"))
+        .filter(|(n, _)| !VARIABLES.iter().any(|v| v.name == *n))
+        .filter(|(n, v)| !is_kubernetes_service_variable(n, v))
+        .map(|(n, _)| n)
         .collect();
     unknown.sort_unstable();
+    unknown.dedup();
     unknown
+}
+
+/// [`unknown_variables`], owned.
+fn unknown_names<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    unknown_variables(vars)
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// The known variable an unknown name was most likely meant to be: the closest by edit distance
+/// (case aside), if it is close (a third of the name after `CARRIER_`, at most 3 edits).
+pub fn did_you_mean(unknown: &str) -> Option<&'static str> {
+    let wanted = unknown.strip_prefix("CARRIER_")?.to_ascii_uppercase();
+    let limit = (wanted.len() / 3).min(3);
+    VARIABLES
+        .iter()
+        .map(|v| (edit_distance(&wanted, &v.name["CARRIER_".len()..]), v.name))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, bytewise (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.bytes().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, y) in b.bytes().enumerate() {
+            let substitute = previous[j] + usize::from(x != y);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// How an unknown variable is named: `unknown variable CARRIER_X (did you mean CARRIER_Y?)`.
+fn describe_unknown(name: &str) -> String {
+    match did_you_mean(name) {
+        Some(known) => format!("unknown variable {name} (did you mean {known}?)"),
+        None => format!("unknown variable {name}"),
+    }
+}
+
+/// A setting that does nothing, or contradicts another: one log line at start, not a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The variable the warning is about.
+    pub variable: &'static str,
+    /// What is wrong, and what carrier does instead.
+    pub message: String,
 }
 
 /// Log output chosen by configuration.
@@ -216,33 +281,54 @@ pub struct LogSettings {
 pub struct Config {
     pub settings: Settings,
     pub log: LogSettings,
+    /// `CARRIER_*` variables present that carrier does not read (see [`unknown_variables`]).
+    pub unknown_variables: Vec<String>,
+    /// Settings that do nothing or contradict each other: worth a log line each at start.
+    pub warnings: Vec<Warning>,
 }
 
-/// Every problem found, one per line when displayed.
+/// Every problem found (`.0`, each line starting with the variable it is about), then the unknown
+/// `CARRIER_*` variables present (`.1`, the likely cause of a missing one); one per line when
+/// displayed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigErrors(pub Vec<String>);
+#[error("invalid configuration:\n{}", .0.iter().cloned().chain(.1.iter().map(|n| describe_unknown(n))).map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<String>, pub Vec<String>);
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigErrors> {
-        let raw = Raw::init_from_env()
-            .map_err(|e| ConfigErrors(vec![format!("reading the environment: {e}")]))?;
-        Self::from_raw(raw)
+        // Names and values of ours only (a value is looked at only to tell a Kubernetes link).
+        let present: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+            .filter(|(k, _)| k.starts_with("CARRIER_"))
+            .collect();
+        let unknown = unknown_names(present.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Self::from_raw(Raw::init_from_env(), unknown)
     }
 
     /// The same, from a map instead of the process environment (tests, fuzzing).
     pub fn from_map(
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ConfigErrors> {
-        let raw = Raw::init_from_hashmap(vars)
-            .map_err(|e| ConfigErrors(vec![format!("reading the environment: {e}")]))?;
-        Self::from_raw(raw)
+        let unknown = unknown_names(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Self::from_raw(Raw::init_from_hashmap(vars), unknown)
     }
 
-    fn from_raw(raw: Raw) -> Result<Config, ConfigErrors> {
+    fn from_raw(
+        raw: Result<Raw, envconfig::Error>,
+        unknown_variables: Vec<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let raw = raw.map_err(|e| {
+            let problem = format!("reading the environment: {e}");
+            ConfigErrors(vec![problem], unknown_variables.clone())
+        })?;
         let mut p = Problems::default();
+        let set = Explicit::of(&raw);
         let v = Values::parse(raw, &mut p);
-        if v.sqs_queue_name.is_none() && v.sqs_queue_url.is_none() && !p.failed(SQS_QUEUE_URL) {
+        if v.sqs_queue_name.is_none()
+            && v.sqs_queue_url.is_none()
+            && !p.failed(SQS_QUEUE_URL)
+            && !p.failed(SQS_QUEUE_NAME)
+        {
             p.problems.push(format!(
                 "{SQS_QUEUE_NAME} is required (or set {SQS_QUEUE_URL} to the queue's full URL)"
             ));
@@ -251,15 +337,24 @@ impl Config {
             v.webhook_error_visibility_timeout,
             v.webhook_error_backoff_max,
         ) {
-            if max < base {
+            if base.is_zero() {
+                p.problems.push(format!(
+                    "{WEBHOOK_ERROR_BACKOFF_MAX} ({max:?}) is set with \
+                     {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} 0s: the backoff doubles the error \
+                     timeout, and a backoff from zero is no backoff; set \
+                     {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} above zero (the first retry's delay), or \
+                     unset it to start from the queue's visibility timeout"
+                ));
+            } else if max < base {
                 p.problems.push(format!(
                     "{WEBHOOK_ERROR_BACKOFF_MAX} ({max:?}) is below {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} ({base:?}), the backoff's base"
                 ));
             }
         }
         if !p.problems.is_empty() {
-            return Err(ConfigErrors(p.problems));
+            return Err(ConfigErrors(p.problems, unknown_variables));
         }
+        let warnings = warnings(&v, &set);
         let mut settings = Settings::new(QueueAddress {
             endpoint: v.sqs_endpoint,
             name: v.sqs_queue_name,
@@ -307,8 +402,72 @@ impl Config {
                 colorized: v.enable_colorized_logging,
                 level: v.log_level,
             },
+            unknown_variables,
+            warnings,
         })
     }
+}
+
+/// Which variables with a default were set explicitly (a default is not a choice to warn about).
+struct Explicit {
+    offline_action: bool,
+}
+
+impl Explicit {
+    fn of(raw: &Raw) -> Explicit {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        Explicit {
+            offline_action: set(&raw.webhook_offline_action),
+        }
+    }
+}
+
+/// The settings of a valid configuration that do nothing, or contradict each other.
+fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    let health = WEBHOOK_HEALTH_CHECK_ENDPOINT;
+    if v.webhook_health_check_endpoint.is_none() {
+        if v.webhook_startup_timeout.is_some() {
+            let message = format!(
+                "{WEBHOOK_STARTUP_TIMEOUT} does nothing without {health}: with no health check, \
+                 carrier never waits for the webhook"
+            );
+            warnings.push((WEBHOOK_STARTUP_TIMEOUT, message));
+        }
+        if set.offline_action {
+            let message = format!(
+                "{WEBHOOK_OFFLINE_ACTION} does nothing without {health}: with no health check, \
+                 the webhook is never taken for offline"
+            );
+            warnings.push((WEBHOOK_OFFLINE_ACTION, message));
+        }
+    } else if v.webhook_health_check_timeout > v.webhook_health_check_interval {
+        let timeout = v.webhook_health_check_timeout;
+        let interval = v.webhook_health_check_interval;
+        let message = format!(
+            "{WEBHOOK_HEALTH_CHECK_TIMEOUT} ({timeout:?}) is longer than \
+             {WEBHOOK_HEALTH_CHECK_INTERVAL} ({interval:?}): checks never overlap, so a slow check \
+             delays the next one and going offline takes longer than threshold × interval"
+        );
+        warnings.push((WEBHOOK_HEALTH_CHECK_TIMEOUT, message));
+    }
+    let batch = v.sqs_batch_size;
+    let workers = match v.sqs_receiver_workers {
+        0 => batch,
+        n => n,
+    };
+    if batch > workers {
+        let message = format!(
+            "{SQS_BATCH_SIZE} ({batch}) is above {SQS_RECEIVER_WORKERS} ({workers}): a receiver \
+             never asks for more messages than it has free workers, so receives are capped at \
+             {workers}"
+        );
+        warnings.push((SQS_BATCH_SIZE, message));
+    }
+    warnings
+        .into_iter()
+        .map(|(variable, message)| Warning { variable, message })
+        .collect()
 }
 
 /// Collects problems while parsing each variable.
@@ -371,6 +530,22 @@ impl Problems {
     fn failed(&self, name: &str) -> bool {
         self.failed.contains(&name)
     }
+}
+
+/// A queue name, not a URL: `https://…` or anything with a `/` belongs in `CARRIER_SQS_QUEUE_URL`.
+fn queue_name(v: String) -> Result<String, String> {
+    let lower = v.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Err(format!(
+            "is a URL, not a queue name; set {SQS_QUEUE_URL} to it instead"
+        ));
+    }
+    if v.contains('/') {
+        return Err(format!(
+            "a queue name has no '/'; for the queue's full URL set {SQS_QUEUE_URL} instead"
+        ));
+    }
+    Ok(v)
 }
 
 fn count(v: String, min: usize, max: usize) -> Result<usize, String> {
@@ -630,7 +805,7 @@ mod tests {
         let c = Config::from_map(&vars(&[
             (SQS_QUEUE_NAME, "q"),
             (SQS_VISIBILITY_TIMEOUT, "1.5s"),
-            (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "0"),
+            (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "5s"),
             (WEBHOOK_ERROR_BACKOFF_MAX, "10m"),
             (WEBHOOK_MIN_RETRY_DELAY, "5s"),
             (WEBHOOK_HEADER_STYLE, "SQSD"),
@@ -651,7 +826,7 @@ mod tests {
         assert_eq!(
             s.nack,
             NackPolicy {
-                error_visibility: Some(Duration::ZERO),
+                error_visibility: Some(Duration::from_secs(5)),
                 backoff_max: Some(Duration::from_secs(600))
             }
         );
@@ -664,31 +839,248 @@ mod tests {
 
     #[test]
     fn unknown_carrier_variables_are_found_but_not_kubernetes_service_ones() {
-        let names = [
-            "CARRIER_SQS_BATCHSIZE",
-            "CARRIER_SQS_BATCH_SIZE",
-            "HOME",
-            "CARRIER_X",
-            "CARRIER_SERVICE_HOST",
-            "CARRIER_SERVICE_PORT",
-            "CARRIER_SERVICE_PORT_ADMIN",
-            "CARRIER_PORT",
-            "CARRIER_PORT_9464_TCP",
-            "CARRIER_PORT_9464_TCP_PROTO",
-            "CARRIER_PORT_9464_TCP_PORT",
-            "CARRIER_PORT_9464_TCP_ADDR",
-            "CARRIER_ADMIN_SERVICE_HOST",
-            "CARRIER_ADMIN_PORT_80_UDP_ADDR",
-            "CARRIER_PORT_9464_TCP_OTHER",
+        // What Kubernetes injects for Services named `carrier` and `carrier-admin`, and others.
+        let vars = [
+            ("CARRIER_SQS_BATCHSIZE", "10"),
+            ("CARRIER_SQS_BATCH_SIZE", "10"),
+            ("HOME", "/root"),
+            ("CARRIER_X", ""),
+            ("CARRIER_SERVICE_HOST", "10.0.0.11"),
+            ("CARRIER_SERVICE_PORT", "9464"),
+            ("CARRIER_SERVICE_PORT_ADMIN", "9464"),
+            ("CARRIER_PORT", "tcp://10.0.0.11:9464"),
+            ("CARRIER_PORT_9464_TCP", "tcp://10.0.0.11:9464"),
+            ("CARRIER_PORT_9464_TCP_PROTO", "tcp"),
+            ("CARRIER_PORT_9464_TCP_PORT", "9464"),
+            ("CARRIER_PORT_9464_TCP_ADDR", "10.0.0.11"),
+            ("CARRIER_ADMIN_SERVICE_HOST", "10.0.0.12"),
+            ("CARRIER_ADMIN_PORT", "udp://10.0.0.12:80"),
+            ("CARRIER_ADMIN_PORT_80_UDP_ADDR", "10.0.0.12"),
+            ("CARRIER_PORT_9464_TCP_OTHER", "x"),
         ];
         assert_eq!(
-            unknown_variables(names),
+            unknown_variables(vars),
             [
                 "CARRIER_PORT_9464_TCP_OTHER",
                 "CARRIER_SQS_BATCHSIZE",
                 "CARRIER_X"
             ]
         );
+    }
+
+    #[test]
+    fn a_port_variable_is_quiet_only_with_a_service_link_for_its_value() {
+        let vars = [
+            ("CARRIER_FOO_PORT", "9000"),
+            ("CARRIER_PORT", "9464"),
+            ("CARRIER_ADMIN_PORT", ""),
+            ("CARRIER_BAR_PORT", "tcp://10.0.0.13:9000"),
+            ("CARRIER_BAZ_PORT", "sctp://10.0.0.14:9000"),
+        ];
+        assert_eq!(
+            unknown_variables(vars),
+            ["CARRIER_ADMIN_PORT", "CARRIER_FOO_PORT", "CARRIER_PORT"]
+        );
+    }
+
+    #[test]
+    fn a_close_known_name_is_suggested_for_an_unknown_one() {
+        assert_eq!(did_you_mean("CARRIER_SQS_QUEUE_NMAE"), Some(SQS_QUEUE_NAME));
+        assert_eq!(did_you_mean("CARRIER_SQS_BATCHSIZE"), Some(SQS_BATCH_SIZE));
+        assert_eq!(did_you_mean("CARRIER_LOGLEVEL"), Some(LOG_LEVEL));
+        assert_eq!(did_you_mean("CARRIER_sqs_queue_url"), Some(SQS_QUEUE_URL));
+        for far in [
+            "CARRIER_X",
+            "CARRIER_FOO_PORT",
+            "CARRIER_ADMIN_PORT",
+            "CARRIER_",
+        ] {
+            assert_eq!(did_you_mean(far), None, "{far}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn an_invalid_configuration_names_the_unknown_variables_present() {
+        let err = Config::from_map(&vars(&[
+            ("CARRIER_SQS_QUEUE_NMAE", "jobs"),
+            ("CARRIER_FOO_PORT", "9000"),
+            ("CARRIER_PORT", "tcp://10.0.0.11:9464"),
+            ("CARRIER_SERVICE_HOST", "10.0.0.11"),
+            ("CARRIER_SERVICE_PORT", "9464"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("CARRIER_SQS_QUEUE_NAME is required"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  - unknown variable CARRIER_SQS_QUEUE_NMAE (did you mean CARRIER_SQS_QUEUE_NAME?)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - unknown variable CARRIER_FOO_PORT\n")
+                || text.ends_with("CARRIER_FOO_PORT"),
+            "{text}"
+        );
+        for quiet in ["CARRIER_PORT", "CARRIER_SERVICE", "HOME", "jobs", "9000"] {
+            assert!(!text.contains(quiet), "{quiet} in:\n{text}");
+        }
+        assert_eq!(
+            err.0.len(),
+            1,
+            "problems are problems; unknown names come after"
+        );
+    }
+
+    #[test]
+    fn a_valid_configuration_keeps_unknown_variables_for_a_warning() {
+        let c = Config::from_map(&vars(&[
+            (SQS_QUEUE_NAME, "jobs"),
+            ("CARRIER_SQS_BATCHSIZE", "10"),
+            ("CARRIER_PORT", "tcp://10.0.0.11:9464"),
+        ]))
+        .unwrap();
+        assert_eq!(c.unknown_variables, ["CARRIER_SQS_BATCHSIZE"]);
+    }
+
+    #[test]
+    fn a_backoff_maximum_over_a_zero_error_timeout_is_refused() {
+        for zero in ["0", "0s", "0ms", "0.0h"] {
+            let err = Config::from_map(&vars(&[
+                (SQS_QUEUE_NAME, "q"),
+                (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, zero),
+                (WEBHOOK_ERROR_BACKOFF_MAX, "10m"),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.0.len(), 1, "{err}");
+            let line = &err.0[0];
+            assert!(line.starts_with(WEBHOOK_ERROR_BACKOFF_MAX), "{line}");
+            assert!(line.contains(WEBHOOK_ERROR_VISIBILITY_TIMEOUT), "{line}");
+            assert!(line.contains("a backoff from zero is no backoff"), "{line}");
+        }
+        // Either alone, or the maximum over a base above zero, or over the queue's own timeout.
+        for ok in [
+            &[(WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "0")][..],
+            &[(WEBHOOK_ERROR_BACKOFF_MAX, "10m")][..],
+            &[
+                (WEBHOOK_ERROR_VISIBILITY_TIMEOUT, "1s"),
+                (WEBHOOK_ERROR_BACKOFF_MAX, "10m"),
+            ][..],
+        ] {
+            let mut env = vars(ok);
+            env.insert(SQS_QUEUE_NAME.into(), "q".into());
+            assert!(Config::from_map(&env).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn a_url_in_the_queue_name_is_refused_with_a_hint_to_use_the_queue_url() {
+        for (name, shown) in [
+            (
+                "https://sqs.us-east-1.amazonaws.com/000000000000/jobs",
+                "\"https://sqs.us-east-1.amazonaws.com/000000000000/jobs\"",
+            ),
+            (
+                "HTTP://user:hunter2@127.0.0.1:4566/000000000000/jobs?token=s3cret",
+                "\"http://user:***@127.0.0.1:4566/000000000000/jobs?***\"",
+            ),
+            ("000000000000/jobs", "\"000000000000/jobs\""),
+        ] {
+            let err = Config::from_map(&vars(&[(SQS_QUEUE_NAME, name)])).unwrap_err();
+            assert_eq!(err.0.len(), 1, "one problem, not also 'required': {err}");
+            let line = &err.0[0];
+            assert!(
+                line.starts_with(&format!("{SQS_QUEUE_NAME}={shown}: ")),
+                "{line}"
+            );
+            assert!(line.contains(&format!("set {SQS_QUEUE_URL}")), "{line}");
+            for secret in ["hunter2", "s3cret"] {
+                assert!(!line.contains(secret), "{secret} leaked: {line}");
+            }
+        }
+        for fine in ["jobs", "jobs.fifo", "my-queue_2", "http"] {
+            assert!(
+                Config::from_map(&vars(&[(SQS_QUEUE_NAME, fine)])).is_ok(),
+                "{fine}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_that_do_nothing_or_contradict_each_other_are_warned_about() {
+        let warned = |pairs: &[(&str, &str)]| -> Vec<&'static str> {
+            let mut env = vars(pairs);
+            env.insert(SQS_QUEUE_NAME.into(), "q".into());
+            let c = Config::from_map(&env).unwrap();
+            c.warnings.iter().map(|w| w.variable).collect()
+        };
+        let health = (
+            WEBHOOK_HEALTH_CHECK_ENDPOINT,
+            "http://localhost:9000/health",
+        );
+        assert!(warned(&[]).is_empty(), "the defaults are quiet");
+        assert_eq!(
+            warned(&[
+                (WEBHOOK_STARTUP_TIMEOUT, "1m"),
+                (WEBHOOK_OFFLINE_ACTION, "exit")
+            ]),
+            [WEBHOOK_STARTUP_TIMEOUT, WEBHOOK_OFFLINE_ACTION]
+        );
+        assert!(warned(&[
+            health,
+            (WEBHOOK_STARTUP_TIMEOUT, "1m"),
+            (WEBHOOK_OFFLINE_ACTION, "pause")
+        ])
+        .is_empty());
+        assert_eq!(
+            warned(&[
+                health,
+                (WEBHOOK_HEALTH_CHECK_INTERVAL, "5s"),
+                (WEBHOOK_HEALTH_CHECK_TIMEOUT, "6s")
+            ]),
+            [WEBHOOK_HEALTH_CHECK_TIMEOUT]
+        );
+        assert!(
+            warned(&[
+                health,
+                (WEBHOOK_HEALTH_CHECK_INTERVAL, "5s"),
+                (WEBHOOK_HEALTH_CHECK_TIMEOUT, "5s")
+            ])
+            .is_empty(),
+            "equal is fine"
+        );
+        assert_eq!(warned(&[(SQS_BATCH_SIZE, "10")]), [SQS_BATCH_SIZE]);
+        assert_eq!(
+            warned(&[(SQS_BATCH_SIZE, "10"), (SQS_RECEIVER_WORKERS, "4")]),
+            [SQS_BATCH_SIZE]
+        );
+        for fine in [
+            &[(SQS_BATCH_SIZE, "10"), (SQS_RECEIVER_WORKERS, "10")][..],
+            &[(SQS_BATCH_SIZE, "10"), (SQS_RECEIVER_WORKERS, "0")][..],
+            &[(SQS_BATCH_SIZE, "4"), (SQS_RECEIVER_WORKERS, "16")][..],
+        ] {
+            assert!(warned(fine).is_empty(), "{fine:?}");
+        }
+        let c = Config::from_map(&vars(&[
+            (SQS_QUEUE_NAME, "q"),
+            (SQS_BATCH_SIZE, "10"),
+            (SQS_RECEIVER_WORKERS, "2"),
+        ]))
+        .unwrap();
+        let message = &c.warnings[0].message;
+        assert!(
+            message.starts_with(
+                "CARRIER_SQS_BATCH_SIZE (10) is above CARRIER_SQS_RECEIVER_WORKERS (2)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("capped at 2"), "{message}");
     }
 
     #[test]

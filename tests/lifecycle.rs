@@ -585,3 +585,165 @@ async fn exit_when_idle_drains_and_exits_0_once_the_queue_stays_empty() {
     assert_eq!(idle["idle_ms"], 2000);
     assert_eq!(carrier.logs_with("carrier stopped")[0]["reason"], "Idle");
 }
+
+/// An address where nothing listens (SQS and webhook both): carrier starts, and retries.
+fn unreachable(closed: u16) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "CARRIER_SQS_QUEUE_URL",
+            format!("http://127.0.0.1:{closed}/000000000000/nowhere"),
+        ),
+        (
+            "CARRIER_WEBHOOK_ENDPOINT",
+            format!("http://127.0.0.1:{closed}/"),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backoff_maximum_over_a_zero_error_timeout_exits_2_naming_both() {
+    let mut env = unreachable(free_port());
+    env.push(("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "0s".into()));
+    env.push(("CARRIER_WEBHOOK_ERROR_BACKOFF_MAX", "10m".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(2));
+    let stderr = carrier.stderr();
+    for needle in [
+        "CARRIER_WEBHOOK_ERROR_BACKOFF_MAX (600s) is set with CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT 0s",
+        "a backoff from zero is no backoff",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_configuration_names_the_unknown_variables_with_a_hint() {
+    let mut carrier = CarrierProcess::start(&[
+        ("CARRIER_SQS_QUEUE_NMAE", "jobs".into()),
+        ("CARRIER_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/".into()),
+        ("CARRIER_FOO_PORT", "9000".into()),
+        // What Kubernetes injects for a Service named `carrier`: not ours, not named.
+        ("CARRIER_PORT", "tcp://10.0.0.11:9464".into()),
+        ("CARRIER_SERVICE_HOST", "10.0.0.11".into()),
+        ("CARRIER_SERVICE_PORT", "9464".into()),
+    ]);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(2));
+    let stderr = carrier.stderr();
+    for needle in [
+        "CARRIER_SQS_QUEUE_NAME is required",
+        "unknown variable CARRIER_SQS_QUEUE_NMAE (did you mean CARRIER_SQS_QUEUE_NAME?)",
+        "unknown variable CARRIER_FOO_PORT",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    for quiet in [
+        "CARRIER_PORT",
+        "CARRIER_SERVICE_HOST",
+        "CARRIER_SERVICE_PORT",
+        "jobs",
+    ] {
+        assert!(!stderr.contains(quiet), "{quiet} named:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_in_the_queue_name_exits_2_with_a_hint_to_use_the_queue_url() {
+    let mut carrier = CarrierProcess::start(&[
+        (
+            "CARRIER_SQS_QUEUE_NAME",
+            "https://sqs.us-east-1.amazonaws.com/000000000000/jobs".into(),
+        ),
+        ("CARRIER_WEBHOOK_ENDPOINT", "http://127.0.0.1:9/".into()),
+    ]);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(2));
+    let stderr = carrier.stderr();
+    assert!(
+        stderr.contains(
+            "CARRIER_SQS_QUEUE_NAME=\"https://sqs.us-east-1.amazonaws.com/000000000000/jobs\""
+        ) && stderr.contains("set CARRIER_SQS_QUEUE_URL"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("is required"),
+        "one problem, not two:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_do_nothing_or_contradict_each_other_are_warned_about_once_at_start() {
+    let mut env = unreachable(free_port());
+    env.push(("CARRIER_WEBHOOK_STARTUP_TIMEOUT", "1m".into()));
+    env.push(("CARRIER_WEBHOOK_OFFLINE_ACTION", "pause".into()));
+    env.push(("CARRIER_SQS_BATCH_SIZE", "10".into()));
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    let warned = |c: &CarrierProcess, variable: &str| {
+        c.log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["level"] == "WARN" && v["variable"] == variable)
+            .filter(|v| v["msg"] != "unknown configuration variable ignored")
+            .count()
+    };
+    let variables = [
+        "CARRIER_WEBHOOK_STARTUP_TIMEOUT",
+        "CARRIER_WEBHOOK_OFFLINE_ACTION",
+        "CARRIER_SQS_BATCH_SIZE",
+    ];
+    carrier
+        .wait(
+            |c| variables.iter().all(|v| warned(c, v) > 0).then_some(()),
+            T,
+        )
+        .await;
+    // Running on (a warning, not a refusal) until stopped.
+    carrier.wait_log("failed to receive messages", T).await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    for variable in variables {
+        assert_eq!(warned(&carrier, variable), 1, "{variable}: once");
+    }
+    let capped = carrier
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("CARRIER_SQS_BATCH_SIZE (10)"));
+    assert!(
+        capped.is_some_and(|l| l.contains("capped at 2")),
+        "{:?}",
+        carrier.log_lines()
+    );
+}
+
+/// A SIGTERM as early as anyone can see carrier running (its first log line, written while it
+/// reads its configuration, before it starts) is a clean exit 0, not death by the default action
+/// (143). Sooner than that, the process is still being loaded: no program can catch a signal then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_the_first_milliseconds_exits_0() {
+    let mut env = unreachable(free_port());
+    env.push(("CARRIER_SQS_BATCHSIZE", "10".into()));
+    for attempt in 0..20 {
+        let mut carrier = CarrierProcess::start(&env);
+        carrier.wait(|c| (c.log_count() > 0).then_some(()), T).await;
+        carrier.signal("TERM");
+        let status = carrier.wait_exit(T).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "attempt {attempt}: {status:?}\n{}",
+            carrier.stderr()
+        );
+        // Handled (and said so), not merely survived.
+        carrier
+            .wait(
+                |c| {
+                    (!c.logs_with("signal received before start; exiting")
+                        .is_empty()
+                        || !c.logs_with("shutting down").is_empty())
+                    .then_some(())
+                },
+                T,
+            )
+            .await;
+    }
+}
