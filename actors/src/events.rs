@@ -165,7 +165,7 @@ impl Events {
     /// paused, shutdown).
     pub fn released(&self, receiver: usize, count: usize) {
         self.stats.released.inc_by(count as u64);
-        debug!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => count);
+        info!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => count);
     }
 
     /// SQS handed out a message this receiver still holds (its visibility lapsed under a slow
