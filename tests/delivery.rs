@@ -445,7 +445,7 @@ async fn a_70_kb_attribute_is_skipped_and_the_message_still_delivered() {
     assert_eq!(r.header("x-carrier-attribute-count"), Some("42"));
     queue.wait_empty(T).await;
     let skipped = carrier
-        .wait_log("skipping an attribute header whose value is over 1 KiB", T)
+        .wait_log("skipping a header whose value is over 1 KiB", T)
         .await;
     assert_eq!(skipped["header"], "Huge");
 }

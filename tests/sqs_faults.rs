@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::fake_sqs::{
-    ApiError, Entries, EntryFault, FakeSqs, Fault, Message, Op, QueueConfig, Times,
+    ApiError, Entries, EntryFault, FakeSqs, Fault, Message, Op, QueueConfig, ReceiptPolicy, Times,
 };
 use support::{CarrierProcess, Reply, Sink};
 
@@ -471,6 +471,89 @@ async fn a_message_that_lapses_to_another_receiver_is_passed_to_its_holder_not_d
     carrier.signal("TERM");
     assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
     assert_eq!(sink.requests().len(), 1, "the webhook saw the message once");
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert_eq!(
+        (stopped["received"].as_u64(), stopped["acked"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_account_adds_up(&stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_released_with_visibility_0_and_received_again_before_the_answer_is_a_new_receive(
+) {
+    // Review finding: a Nack with CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT=0 hands the message
+    // straight back; a receive brings it again before the visibility change's answer is in. That
+    // is the change working, not a lapse: the message is delivered again (once), and the change
+    // is not sent again (which would hand it back again and burn receive counts into the DLQ).
+    let sqs = FakeSqs::start();
+    sqs.create_queue("dlq", QueueConfig::standard());
+    sqs.create_queue(
+        "jobs",
+        QueueConfig::standard()
+            .visibility_timeout(30)
+            .dead_letter_queue("dlq", 5),
+    );
+    sqs.send_all("jobs", &["flaky"]);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::DelayAnswer(Duration::from_secs(2)),
+        Times::Next(1),
+    );
+    let sink = Sink::start(|_, seen| Reply::status(if seen == 0 { 500 } else { 200 }));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "4".into()));
+    env.push(("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "0s".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    sqs.wait("flaky deleted", T, |s| {
+        s.message_with_body("jobs", "flaky").deleted.map(|_| ())
+    })
+    .await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    let record = sqs.message_with_body("jobs", "flaky");
+    assert_eq!(record.receive_count, 2, "one receive per delivery");
+    assert_eq!(sink.requests().len(), 2);
+    assert_eq!(sqs.counts("dlq").visible, 0);
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert_account_adds_up(&stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_acked_while_another_receive_brought_it_back_is_deleted_not_delivered_again() {
+    // Review finding: the message lapses (every extension is slower than the 4 s visibility
+    // timeout) and another receiver's receive takes it; that receive's answer arrives only after
+    // the first delivery was acked and its lease ended. With SQS's strictest receipt rule (only
+    // the latest receipt handle deletes), the first delete deleted nothing: the late receive must
+    // not deliver the message again, but delete it with its newer receipt.
+    let sqs = FakeSqs::start();
+    sqs.set_receipt_policy(ReceiptPolicy::LatestOnly);
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
+    sqs.send_all("jobs", &["once"]);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::Delay(Duration::from_secs(6)),
+        Times::Always,
+    );
+    sqs.inject(
+        Op::ReceiveMessage,
+        Fault::DelayAnswer(Duration::from_secs(2)),
+        Times::Always,
+    );
+    // Delivered about 2 s after the receive (its answer is late), answered 3 s later: after the
+    // message lapsed at 4 s and before the late answer of the receive that took it again.
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(3)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
+    let mut carrier = CarrierProcess::start(&env);
+    sqs.wait("once deleted", T, |s| {
+        s.message_with_body("jobs", "once").deleted.map(|_| ())
+    })
+    .await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert_eq!(sink.requests().len(), 1, "the webhook saw it once");
+    assert_eq!(sqs.message_with_body("jobs", "once").receive_count, 2);
     let stopped = carrier.wait_log("carrier stopped", T).await;
     assert_eq!(
         (stopped["received"].as_u64(), stopped["acked"].as_u64()),

@@ -148,34 +148,80 @@ pub struct Admitted {
     pub forward: Vec<(usize, Incoming)>,
 }
 
-/// Which receiver holds which message, shared by the receivers of one carrier.
+/// Which receiver holds which message, shared by the receivers of one carrier; and which
+/// messages were settled while a receive was open, so that one such receive handing a message out
+/// again after its lease ended does not deliver it twice.
 #[derive(Debug, Clone, Default)]
-pub struct Holders(Arc<Mutex<HashMap<Arc<str>, usize>>>);
+pub struct Holders(Arc<Mutex<Held>>);
+
+#[derive(Debug, Default)]
+struct Held {
+    /// Message → the receiver holding it.
+    by: HashMap<Arc<str>, usize>,
+    /// Messages acknowledged (deleted, or dead-lettered) while a receive was open → when.
+    acked: HashMap<Arc<str>, Instant>,
+    /// Each receiver's open receive → when it was started.
+    polls: HashMap<usize, Instant>,
+}
 
 impl Holders {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Marks `message_id` as held by `receiver`; `Err` with its holder when another holds it.
     fn claim(&self, message_id: &Arc<str>, receiver: usize) -> Result<(), usize> {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match held.get(message_id) {
+        let mut held = self.lock();
+        match held.by.get(message_id) {
             Some(&holder) if holder != receiver => Err(holder),
             _ => {
-                held.insert(message_id.clone(), receiver);
+                held.by.insert(message_id.clone(), receiver);
                 Ok(())
             }
         }
     }
 
-    fn release(&self, message_id: &str, receiver: usize) {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(message_id) == Some(&receiver) {
-            held.remove(message_id);
+    /// `receiver` no longer holds `message_id`; `acked`: it was acknowledged (remembered while
+    /// a receive that could hand it out again is open).
+    fn release(&self, message_id: &Arc<str>, receiver: usize, acked: bool, now: Instant) {
+        let mut held = self.lock();
+        if held.by.get(message_id) == Some(&receiver) {
+            held.by.remove(message_id);
+        }
+        if acked && !held.polls.is_empty() {
+            held.acked.insert(message_id.clone(), now);
         }
     }
 
-    /// Messages held by any receiver.
+    /// The message was acknowledged after a receive sent at `sent_at` began: that receive
+    /// handed it out while carrier held it.
+    fn acked_since(&self, message_id: &str, sent_at: Instant) -> bool {
+        self.lock()
+            .acked
+            .get(message_id)
+            .is_some_and(|at| *at >= sent_at)
+    }
+
+    fn poll_started(&self, receiver: usize, at: Instant) {
+        self.lock().polls.insert(receiver, at);
+    }
+
+    /// `receiver`'s receive came back (its messages taken): acknowledgements older than every
+    /// receive still open can no longer come back through one, and are forgotten.
+    fn poll_done(&self, receiver: usize) {
+        let mut held = self.lock();
+        held.polls.remove(&receiver);
+        match held.polls.values().min().copied() {
+            None => held.acked.clear(),
+            Some(oldest) => held.acked.retain(|_, at| *at >= oldest),
+        }
+    }
+
+    /// Messages held by any receiver, and acknowledgements remembered.
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    fn len(&self) -> (usize, usize) {
+        let held = self.lock();
+        (held.by.len(), held.acked.len())
     }
 }
 
@@ -247,11 +293,23 @@ struct Lease {
     /// When SQS makes the message visible again, as far as we know (conservatively early).
     visible_until: Instant,
     heartbeat: Heartbeat,
-    /// The receipt handle changed while its action was out: run it again with the new one.
-    resend: bool,
+    /// The message was handed out again while its action was out: run this with the newer
+    /// receipt handle once that call returns.
+    redo: Option<Action>,
 }
 
 impl Lease {
+    /// Its action hands the message straight back (visibility 0): a receive may bring it again.
+    fn is_released(&self) -> bool {
+        matches!(
+            self.state,
+            State::Settling {
+                action: Action::Visibility { secs: 0, .. },
+                ..
+            }
+        )
+    }
+
     /// Kept invisible while held: everything but a lease whose visibility change is decided.
     fn extendable(&self) -> bool {
         !matches!(
@@ -388,21 +446,38 @@ impl Ledger {
             false => Heartbeat::Off,
         };
         for message in incoming {
-            if let Some(lease) = self
-                .by_message
-                .get(&message.delivery.message_id)
-                .and_then(|id| self.leases.get_mut(id))
-            {
-                // Handed out again while held: the newer receipt is the one SQS acts on.
-                lease.receipt = message.receipt;
-                lease.visible_until = sent_at + visibility;
-                match (&lease.state, lease.heartbeat) {
-                    (State::Settling { sent: true, .. }, _) => lease.resend = true,
-                    _ if !lease.extendable() => {}
-                    (_, Heartbeat::Extending) => {}
-                    _ => lease.heartbeat = first_extension(self.settings.heartbeat),
+            let message_id = message.delivery.message_id.clone();
+            let held = self.by_message.get(&message_id).copied();
+            if let Some(lease) = held.and_then(|id| self.leases.get_mut(&id)) {
+                if lease.is_released() {
+                    // Handed back (visibility 0) and now out again, as asked: a new receipt, a
+                    // new lease. The old one ends when its call returns.
+                    self.by_message.remove(&message_id);
+                } else {
+                    // Handed out again while held: the newer receipt is the one SQS acts on.
+                    lease.receipt = message.receipt;
+                    lease.visible_until = sent_at + visibility;
+                    match (&lease.state, lease.heartbeat) {
+                        (State::Settling { action, sent: true }, _) => {
+                            lease.redo = Some(match action {
+                                Action::DeadLetter => Action::Delete,
+                                other => other.clone(),
+                            })
+                        }
+                        _ if !lease.extendable() => {}
+                        (_, Heartbeat::Extending) => {}
+                        _ => lease.heartbeat = first_extension(self.settings.heartbeat),
+                    }
+                    admitted.rejoined.push(message_id);
+                    continue;
                 }
-                admitted.rejoined.push(message.delivery.message_id.clone());
+            }
+            if self.holders.acked_since(&message_id, sent_at) {
+                // Acknowledged after this receive was sent: SQS handed it out while its lease was
+                // held (it lapsed). Not delivered again; deleted with the newest receipt.
+                let id = self.lease(message, sent_at, first_extension(false));
+                admitted.steps.extend(self.settle(id, Action::Delete));
+                admitted.rejoined.push(message_id);
                 continue;
             }
             if let Err(holder) = self
@@ -412,26 +487,47 @@ impl Ledger {
                 admitted.forward.push((holder, message));
                 continue;
             }
-            let id = self.next_id;
-            self.next_id += 1;
-            self.by_message
-                .insert(message.delivery.message_id.clone(), id);
-            let lease = Lease {
-                delivery: message.delivery,
-                receipt: message.receipt,
-                received_at: sent_at,
-                state: State::Held,
-                visible_until: sent_at + visibility,
-                heartbeat: first_extension(self.settings.heartbeat),
-                resend: false,
-            };
-            self.leases.insert(id, lease);
+            let id = self.lease(message, sent_at, first_extension(self.settings.heartbeat));
             admitted.new += 1;
             if !hold {
                 admitted.steps.extend(self.place(now, id));
             }
         }
         admitted
+    }
+
+    /// A new lease for a received message, `Held`.
+    fn lease(&mut self, message: Incoming, sent_at: Instant, heartbeat: Heartbeat) -> LeaseId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_message
+            .insert(message.delivery.message_id.clone(), id);
+        let _ = self
+            .holders
+            .claim(&message.delivery.message_id, self.receiver);
+        self.leases.insert(
+            id,
+            Lease {
+                delivery: message.delivery,
+                receipt: message.receipt,
+                received_at: sent_at,
+                state: State::Held,
+                visible_until: sent_at + self.settings.visibility,
+                heartbeat,
+                redo: None,
+            },
+        );
+        id
+    }
+
+    /// A receive call is about to be sent (acknowledgements from now on are remembered for it).
+    pub fn poll_started(&self, at: Instant) {
+        self.holders.poll_started(self.receiver, at);
+    }
+
+    /// The receive call came back and its messages were admitted (or it was aborted).
+    pub fn poll_done(&self) {
+        self.holders.poll_done(self.receiver);
     }
 
     /// Receiving resumed: the held leases go on their way, in the order they were received.
@@ -533,12 +629,16 @@ impl Ledger {
                 .visibility(receive_count, self.settings.visibility, jitter)
                 .map(|timeout| visibility(timeout, Why::Nack)),
         };
-        // When the message is due back (for a FIFO block); `None`: it is gone for good.
+        // When the message is due back (for a FIFO block); `None`: it is gone for good. Left to
+        // its visibility timeout while an extension call is out, it may be extended once more.
         let reappears_at = match &action {
             Some(Action::Visibility { secs, .. }) => {
                 Some(now + Duration::from_secs((*secs).into()))
             }
             Some(_) => None,
+            None if lease.heartbeat == Heartbeat::Extending => {
+                Some(lease.visible_until.max(now + self.settings.visibility))
+            }
             None => Some(lease.visible_until),
         };
         let group = lease
@@ -551,7 +651,7 @@ impl Ledger {
         match action {
             Some(action) => decided.steps.extend(self.settle(id, action)),
             None => {
-                self.remove(id);
+                self.remove(now, id);
             }
         }
         if let Some(group) = group {
@@ -668,22 +768,43 @@ impl Ledger {
             .collect()
     }
 
-    /// The lease's SQS action finished (whatever its result: a failed one leaves the message to
+    /// The lease's SQS action finished (`ok`: it succeeded; a failed one leaves the message to
     /// its visibility timeout). The lease is done and its slot free, unless the message was
-    /// handed out again meanwhile: then the action runs again with the newer receipt handle.
-    pub fn settled(&mut self, id: LeaseId) -> Option<Step> {
+    /// handed out again meanwhile: then the action runs again with the newer receipt handle (a
+    /// dead-letter move that succeeded becomes a delete; one that failed is left to reappear).
+    pub fn settled(&mut self, now: Instant, id: LeaseId, ok: bool) -> Option<Step> {
         let lease = self.leases.get_mut(&id)?;
-        if let (true, State::Settling { action, .. }) = (lease.resend, &lease.state) {
-            lease.resend = false;
-            return Some(Step::Act(id, action.clone()));
+        let State::Settling { action, .. } = &lease.state else {
+            self.remove(now, id);
+            return None;
+        };
+        let acked = match action {
+            Action::Delete => true,
+            Action::DeadLetter => ok,
+            Action::Visibility { .. } => false,
+        };
+        let redo = lease
+            .redo
+            .take()
+            .filter(|_| acked || !matches!(action, Action::DeadLetter));
+        if let Some(redo) = redo {
+            lease.state = State::Settling {
+                action: redo.clone(),
+                sent: true,
+            };
+            return Some(Step::Act(id, redo));
         }
-        self.remove(id);
+        let delivery = self.remove(now, id);
+        if let (true, Some(d)) = (acked, delivery) {
+            self.holders
+                .release(&d.message_id, self.receiver, true, now);
+        }
         None
     }
 
     /// The shutdown deadline passed: every running delivery is given up (left to its visibility
     /// timeout, no more extensions). Returns their messages.
-    pub fn abandon_deliveries(&mut self) -> Vec<Arc<Delivery>> {
+    pub fn abandon_deliveries(&mut self, now: Instant) -> Vec<Arc<Delivery>> {
         let running = self.ids_where(|l| {
             matches!(
                 l.state,
@@ -692,16 +813,16 @@ impl Ledger {
         });
         running
             .into_iter()
-            .filter_map(|id| self.remove(id))
+            .filter_map(|id| self.remove(now, id))
             .collect()
     }
 
-    fn remove(&mut self, id: LeaseId) -> Option<Arc<Delivery>> {
+    fn remove(&mut self, now: Instant, id: LeaseId) -> Option<Arc<Delivery>> {
         let lease = self.leases.remove(&id)?;
         if self.by_message.get(&lease.delivery.message_id) == Some(&id) {
             self.by_message.remove(&lease.delivery.message_id);
             self.holders
-                .release(&lease.delivery.message_id, self.receiver);
+                .release(&lease.delivery.message_id, self.receiver, false, now);
         }
         if let Some(group_id) = lease.delivery.group_id.as_ref() {
             if let Some(group) = self.groups.get_mut(group_id) {
@@ -913,7 +1034,7 @@ mod tests {
         assert_eq!(l.delivering(), 1);
         assert_eq!(acts(&steps), [(0, Action::Delete)]);
         assert_eq!(l.free_slots(), 0, "the delete is not confirmed yet");
-        l.settled(0);
+        l.settled(t, 0, true);
         assert_eq!(l.free_slots(), 1);
     }
 
@@ -1172,7 +1293,7 @@ mod tests {
         assert_eq!(delivered(&steps), ["a2"]);
         assert!(due <= t + Duration::from_secs(2) + BLOCK_GRACE);
         outcome(&mut l, t, 1, &Outcome::Ack);
-        l.settled(1);
+        l.settled(t, 1, true);
         assert_eq!(l.groups(), 0, "nothing remembered");
         // A block with nothing held is forgotten once due too.
         admit(&mut l, t, t, vec![msg("b1", Some("b"))], false);
@@ -1208,9 +1329,12 @@ mod tests {
             ..msg("a", None)
         };
         l.admit(later, later, vec![third], false);
-        assert!(matches!(l.settled(0), Some(Step::Act(0, Action::Delete))));
+        assert!(matches!(
+            l.settled(t, 0, true),
+            Some(Step::Act(0, Action::Delete))
+        ));
         assert_eq!(l.receipt(0).map(|r| &**r), Some("rh-a-3"));
-        assert!(l.settled(0).is_none());
+        assert!(l.settled(t, 0, true).is_none());
         assert!(l.is_empty());
     }
 
@@ -1228,10 +1352,92 @@ mod tests {
         let joined = a.admit(t, t, vec![admitted.forward[0].1.clone()], false);
         assert_eq!((joined.new, joined.rejoined.len()), (0, 1));
         outcome(&mut a, t, 0, &Outcome::Ack);
-        a.settled(0);
-        assert_eq!(holders.len(), 1, "only n is held now");
+        a.settled(t, 0, true);
+        assert_eq!(holders.len().0, 1, "only n is held now");
         outcome(&mut b, t, 0, &nack());
-        assert_eq!(holders.len(), 0);
+        assert_eq!(holders.len().0, 0);
+    }
+
+    #[test]
+    fn a_released_message_received_again_is_a_new_lease_not_a_second_release() {
+        let mut l = Ledger::new(LedgerSettings {
+            nack: NackPolicy {
+                error_visibility: Some(Duration::ZERO),
+                backoff_max: None,
+            },
+            ..settings()
+        });
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None)], false);
+        let steps = outcome(&mut l, t, 0, &nack());
+        assert_eq!(acts(&steps).len(), 1, "visibility 0");
+        // Back at once, as asked, while the change's answer is still on its way.
+        let again = Incoming {
+            receipt: "rh-a-2".into(),
+            ..msg("a", None)
+        };
+        let admitted = l.admit(t, t, vec![again], false);
+        assert_eq!(
+            delivered(&admitted.steps),
+            ["a"],
+            "delivered as a new receive"
+        );
+        assert_eq!((admitted.new, admitted.rejoined.len()), (1, 0));
+        assert!(l.settled(t, 0, true).is_none(), "the old lease just ends");
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.receipt(1).map(|r| &**r), Some("rh-a-2"));
+    }
+
+    #[test]
+    fn a_message_acked_while_a_receive_was_open_and_brought_by_it_is_deleted_not_delivered() {
+        let holders = Holders::default();
+        let mut a = Ledger::new(settings()).shared(0, holders.clone());
+        let mut b = Ledger::new(settings()).shared(1, holders.clone());
+        let t = Instant::now();
+        admit(&mut a, t, t, vec![msg("m", None)], false);
+        // b's receive is sent; SQS hands it m (lapsed) while a still delivers it...
+        let sent = t + Duration::from_secs(3);
+        b.poll_started(sent);
+        // ...and a's delete is confirmed before b takes its answer.
+        outcome(&mut a, sent, 0, &Outcome::Ack);
+        a.settled(sent, 0, true);
+        let again = Incoming {
+            receipt: "rh-m-2".into(),
+            ..msg("m", None)
+        };
+        let admitted = b.admit(sent, sent, vec![again.clone()], false);
+        assert!(delivered(&admitted.steps).is_empty(), "not delivered twice");
+        assert_eq!(acts(&admitted.steps), [(0, Action::Delete)]);
+        assert_eq!((admitted.new, admitted.rejoined.len()), (0, 1));
+        b.poll_done();
+        assert_eq!(
+            holders.len(),
+            (1, 0),
+            "b holds it until its delete returns; no receive open"
+        );
+        b.settled(sent, 0, true);
+        assert_eq!(holders.len(), (0, 0), "no receive open: nothing remembered");
+        // A receive sent after the delete is an ordinary one.
+        let later = sent + Duration::from_secs(1);
+        let admitted = b.admit(later, later, vec![again], false);
+        assert_eq!(delivered(&admitted.steps), ["m"]);
+    }
+
+    #[test]
+    fn a_nack_left_to_the_timeout_during_an_extension_blocks_its_group_past_that_extension() {
+        let mut l = fifo();
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a1", Some("a"))], false);
+        let now = t + Duration::from_secs(1);
+        let _due = l.due_extensions(now);
+        outcome(&mut l, now, 0, &nack());
+        admit(&mut l, now, now, vec![msg("a2", Some("a"))], false);
+        // The extension out may keep a1 invisible until now + 2 s: a2 waits past that.
+        assert!(l.tick(t + Duration::from_secs(2) + BLOCK_GRACE).is_empty());
+        assert_eq!(
+            delivered(&l.tick(now + Duration::from_secs(2) + BLOCK_GRACE)),
+            ["a2"]
+        );
     }
 
     #[test]
@@ -1390,9 +1596,9 @@ mod tests {
                 }
             )]
         );
-        l.settled(1);
+        l.settled(t, 1, true);
         assert_eq!(l.delivering(), 1);
-        assert_eq!(l.abandon_deliveries().len(), 1);
+        assert_eq!(l.abandon_deliveries(t).len(), 1);
         assert_eq!(l.delivering(), 0);
         assert!(l.is_empty());
         assert!(

@@ -198,6 +198,7 @@ impl SqsReceiverActor {
         }
         let max = free.min(self.batch_size);
         let (queue, visibility, me) = (self.queue.clone(), self.receive_visibility, ctx.address());
+        self.ledger.poll_started(Instant::now());
         self.poll = Some(actix_rt::spawn(async move {
             let result = queue.receive(max, visibility).await;
             me.do_send(Polled(result));
@@ -359,7 +360,10 @@ impl SqsReceiverActor {
     fn settled(&mut self, results: Vec<(LeaseId, EntryResult)>, ctx: &mut Context<Self>) {
         let again: Vec<Step> = results
             .into_iter()
-            .filter_map(|(lease, _)| self.ledger.settled(lease))
+            .filter_map(|(lease, result)| {
+                self.ledger
+                    .settled(Instant::now(), lease, result == EntryResult::Done)
+            })
             .collect();
         self.run(again, ctx);
         self.poll(ctx);
@@ -479,6 +483,7 @@ impl SqsReceiverActor {
                 if act.ledger.is_empty() {
                     if let Some(poll) = act.poll.take() {
                         poll.abort();
+                        act.ledger.poll_done();
                     }
                 }
                 act.check_drained(ctx);
@@ -499,7 +504,7 @@ impl SqsReceiverActor {
             return;
         };
         ctx.run_later(deadline.saturating_duration_since(Instant::now()), |act, ctx| {
-            let abandoned = act.ledger.abandon_deliveries();
+            let abandoned = act.ledger.abandon_deliveries(Instant::now());
             if !abandoned.is_empty() {
                 warn!(act.events.log(), "shutdown timeout reached; unfinished deliveries reappear after their visibility timeout";
                     "receiver" => act.id, "in_flight" => abandoned.len());
@@ -604,6 +609,8 @@ impl Handler<Polled> for SqsReceiverActor {
                 self.wait_then_poll(delay, ctx);
             }
         }
+        // Its messages are taken: acknowledgements it could have brought back are forgotten.
+        self.ledger.poll_done();
         self.poll(ctx);
         self.check_drained(ctx);
     }
@@ -710,7 +717,11 @@ impl Handler<DeadLettered> for SqsReceiverActor {
                 Err(e) => self.events.dead_letter_failed(&d.message_id, e),
             }
         }
-        self.settled(vec![(done.lease, EntryResult::Done)], ctx);
+        let result = match done.result {
+            Ok(()) => EntryResult::Done,
+            Err(_) => EntryResult::GaveUp,
+        };
+        self.settled(vec![(done.lease, result)], ctx);
     }
 }
 

@@ -254,13 +254,13 @@ impl Shape {
     fn headers(&self, d: &Delivery) -> Vec<(HeaderName, HeaderValue)> {
         let put = |name: &'static str, value: Option<&str>| {
             value
-                .and_then(|v| self.value(name, v, d))
+                .and_then(|v| self.message_value(name, v, d))
                 .map(|v| (HeaderName::from_static(name), v))
         };
         let mut headers = Vec::with_capacity(16);
         let content_type = d
             .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
-            .and_then(|ct| self.value("Content-Type", ct, d))
+            .and_then(|ct| self.message_value("Content-Type", ct, d))
             .or_else(|| self.default_content_type.clone());
         headers.extend(content_type.map(|ct| (header::CONTENT_TYPE, ct)));
         let queue_name = match self.settings.header_style {
@@ -363,6 +363,17 @@ impl Shape {
 
     /// A header value from message data, or `None` (with a warning) when it is not a valid one:
     /// odd attributes are skipped, never injected, never fatal.
+    /// A header value from the message's own data (its metadata, `Content-Type`, trace context):
+    /// also skipped, with a warning, when over [`MAX_ATTRIBUTE_VALUE`], so that no message can
+    /// make its request head too large for the webhook server on every try.
+    fn message_value(&self, name: &str, value: &str, d: &Delivery) -> Option<HeaderValue> {
+        if value.len() > MAX_ATTRIBUTE_VALUE {
+            self.too_long(name, value.len(), d);
+            return None;
+        }
+        self.value(name, value, d)
+    }
+
     fn value(&self, name: &str, value: &str, d: &Delivery) -> Option<HeaderValue> {
         match HeaderValue::from_str(value) {
             Ok(v) => Some(v),
@@ -382,7 +393,7 @@ impl Shape {
 
     fn too_long(&self, name: &str, len: usize, d: &Delivery) {
         if self.events.stats().throttle("header too long") {
-            warn!(self.events.log(), "skipping an attribute header whose value is over 1 KiB";
+            warn!(self.events.log(), "skipping a header whose value is over 1 KiB";
                 "header" => name, "bytes" => len, "message_id" => d.message_id.as_ref());
         }
     }
@@ -704,6 +715,27 @@ mod tests {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn an_oversized_content_type_or_trace_context_is_skipped_not_sent() {
+        let huge = format!("text/plain; x={}", "y".repeat(200 * 1024));
+        let long = "z".repeat(1025);
+        let headers = headers_with(
+            HeaderStyle::Carrier,
+            &[
+                ("Body.ContentType", &huge),
+                ("traceparent", &long),
+                ("tracestate", "ok=1"),
+            ],
+        );
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/json"),
+            "the default instead"
+        );
+        assert_eq!(header(&headers, "traceparent"), None);
+        assert_eq!(header(&headers, "tracestate"), Some("ok=1"));
     }
 
     #[test]

@@ -341,6 +341,7 @@ pub(super) async fn handle(shared: &Shared, target: &str, body: &[u8], attempt: 
         .unwrap_or_else(|e| e.into_inner())
         .take_call(op);
     let mut reset_after = false;
+    let mut answer_after = None;
     if let Some(fault) = fault {
         add(&counters.faults, 1);
         shared.bump();
@@ -356,6 +357,7 @@ pub(super) async fn handle(shared: &Shared, target: &str, body: &[u8], attempt: 
                 return Reply::Close;
             }
             Fault::Delay(d) => tokio::time::sleep(d).await,
+            Fault::DelayAnswer(d) => answer_after = Some(d),
         }
     }
     let result = match serde_json::from_slice::<Value>(body) {
@@ -363,6 +365,9 @@ pub(super) async fn handle(shared: &Shared, target: &str, body: &[u8], attempt: 
         _ => Err(ApiError::serialization()),
     };
     shared.bump();
+    if let Some(d) = answer_after {
+        tokio::time::sleep(d).await;
+    }
     if reset_after {
         return Reply::Reset;
     }

@@ -22,6 +22,9 @@ pub enum Fault {
     Hang(Duration),
     /// Answer normally, after this long.
     Delay(Duration),
+    /// Do the operation at once, then answer this much later (a slow network on the way back:
+    /// SQS has acted, the client does not know yet).
+    DelayAnswer(Duration),
 }
 
 impl Fault {
