@@ -214,3 +214,57 @@ fn a_secret_that_looks_like_other_config_text_is_still_redacted_in_its_own_error
         }
     }
 }
+
+/// A Lambda answer body: bytes, JSON-ish text, or a batchItemFailures list naming ids in and out of
+/// the batch.
+fn lambda_answer() -> impl Strategy<Value = Vec<u8>> {
+    let id = prop_oneof![
+        Just("m-0".to_string()),
+        Just("m-1".to_string()),
+        Just(String::new()),
+        "[a-z0-9-]{0,6}",
+    ];
+    let item = prop_oneof![
+        id.prop_map(|i| format!(r#"{{"itemIdentifier":"{i}"}}"#)),
+        Just(r#"{"itemIdentifier":null}"#.to_string()),
+        Just("{}".to_string()),
+        Just("7".to_string()),
+    ];
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        "[ -~]{0,40}".prop_map(String::into_bytes),
+        prop::collection::vec(item, 0..4).prop_map(|items| {
+            format!(r#"{{"batchItemFailures":[{}]}}"#, items.join(",")).into_bytes()
+        }),
+    ]
+}
+
+proptest! {
+    /// Whatever a function answers, reading it never panics, and a partial failure names only
+    /// records of the batch, each once.
+    #[test]
+    fn a_lambda_answer_is_read_without_panic_and_names_only_batch_records(
+        body in lambda_answer(),
+        status in prop_oneof![Just(200u16), Just(202), Just(429), Just(500)],
+        function_error in any::<bool>(),
+    ) {
+        use carrier_actors::present::lambda::{read_answer, Answer, BatchAnswer};
+        let batch: Vec<Arc<str>> = vec![Arc::from("m-0"), Arc::from("m-1")];
+        let answer = read_answer(
+            Answer {
+                status,
+                success: (200..300).contains(&status),
+                function_error,
+                retry_until: None,
+                body: &body,
+            },
+            &batch,
+        );
+        if let BatchAnswer::Partial(failed) = answer {
+            prop_assert!(!failed.is_empty() && failed.len() <= batch.len());
+            prop_assert!(failed.iter().all(|f| batch.contains(f)));
+            prop_assert!(status == 200 || status == 202);
+            prop_assert!(!function_error);
+        }
+    }
+}

@@ -25,7 +25,9 @@
 //! - `messages.rs` holds every message type; `sqs.rs` wraps aws-sdk-sqs (batching, per-entry
 //!   results, retries, dead-letter copies); `http.rs` builds the HTTP clients and reads endpoint
 //!   URLs; `events.rs` records every observable event once, into the log and `stats.rs` (the
-//!   metrics); `admin.rs` serves `/healthz`, `/readyz` and `/metrics`.
+//!   metrics); `admin.rs` serves `/healthz`, `/readyz` and `/metrics`; `present/` holds the
+//!   pure formats of what is POSTed (so far the Lambda SQS event and its answer, SPEC 5.1, not
+//!   yet wired to the transmitter).
 //!
 //! # Flow of one message
 //!
@@ -47,6 +49,7 @@ mod health;
 pub mod http;
 mod lease;
 mod messages;
+pub mod present;
 mod receiver;
 mod signing;
 pub mod sqs;

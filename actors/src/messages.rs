@@ -52,6 +52,12 @@ pub struct Delivery {
     pub sequence_number: Option<String>,
     /// The `AWSTraceHeader` system attribute (X-Ray), sent as `X-Amzn-Trace-Id`.
     pub trace_header: Option<String>,
+    /// FIFO queues: `MessageDeduplicationId`.
+    pub dedup_id: Option<String>,
+    /// SQS `MD5OfBody`, as SQS gives it (the Lambda event's `md5OfBody`).
+    pub md5_of_body: Option<String>,
+    /// SQS `MD5OfMessageAttributes`, when the message has attributes.
+    pub md5_of_attributes: Option<String>,
     /// Every message attribute, in the order SQS gave them.
     pub attributes: Vec<Attribute>,
 }

@@ -556,6 +556,7 @@ impl SqsQueue {
         if self.fifo {
             system.push(MessageSystemAttributeName::MessageGroupId);
             system.push(MessageSystemAttributeName::SequenceNumber);
+            system.push(MessageSystemAttributeName::MessageDeduplicationId);
         }
         // Older emulators only know the deprecated AttributeNames field: name them there too.
         let legacy = system
@@ -629,6 +630,9 @@ impl SqsQueue {
                 group_id: take(MessageSystemAttributeName::MessageGroupId).map(Into::into),
                 sequence_number: take(MessageSystemAttributeName::SequenceNumber),
                 trace_header: take(MessageSystemAttributeName::AwsTraceHeader),
+                dedup_id: take(MessageSystemAttributeName::MessageDeduplicationId),
+                md5_of_body: message.md5_of_body,
+                md5_of_attributes: message.md5_of_message_attributes,
                 attributes,
             };
             messages.push(Incoming {
