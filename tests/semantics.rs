@@ -5,12 +5,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use support::{CarrierProcess, Reply, Request, Sink, TestQueue};
+use support::{CarrierProcess, Reply, Sink, TestQueue};
 
 const T: Duration = Duration::from_secs(30);
 const NACK_LOG: &str = "delivery failed; the message reappears after its visibility timeout";
@@ -427,37 +425,6 @@ async fn credentials_in_the_webhook_url_send_basic_auth_and_never_reach_a_log_li
     }
 }
 
-/// Verifies the signatures of `requests` with the `standardwebhooks` package, one line per
-/// secret and request.
-fn verify_with_standard_webhooks(secrets: &[&str], requests: &[Request]) -> Vec<String> {
-    let job = serde_json::json!({
-        "secrets": secrets,
-        "requests": requests.iter().map(|r| serde_json::json!({
-            "body": r.body, "headers": r.headers,
-        })).collect::<Vec<_>>(),
-    });
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/tests/support/verify_webhooks.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python from .venv (run scripts/setup-test-env)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_requests_verify_with_an_independent_standard_webhooks_library() {
     let queue = TestQueue::create("signed", 30).await;
@@ -486,12 +453,12 @@ async fn signed_requests_verify_with_an_independent_standard_webhooks_library() 
         );
         assert_eq!(r.header("webhook-signature").unwrap().split(' ').count(), 2);
     }
-    let verdicts = verify_with_standard_webhooks(&[old, new], &requests);
+    let verdicts = support::verify_standard_webhooks(&[old, new], &requests);
     assert_eq!(verdicts.len(), 4, "{verdicts:?}");
     assert!(verdicts.iter().all(|v| v.ends_with(": ok")), "{verdicts:?}");
     // And a wrong key is refused: the check can fail.
     let wrong =
-        verify_with_standard_webhooks(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"], &requests);
+        support::verify_standard_webhooks(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"], &requests);
     assert!(wrong.iter().all(|v| v.contains(": fail")), "{wrong:?}");
 }
 

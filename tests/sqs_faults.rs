@@ -371,27 +371,16 @@ fn assert_account_adds_up(stopped: &serde_json::Value) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_whose_extension_is_slower_than_its_visibility_is_delivered_once() {
-    // SPEC 4.13: visibility 4 s, a 9 s job, and the first ChangeMessageVisibilityBatch answered
-    // only after 6 s. The call is cut off when the message's visibility runs out and tried again;
-    // should SQS hand the message out again meanwhile, it joins its lease. Either way the webhook
-    // sees it once, and it is deleted once.
-    let sqs = FakeSqs::start();
-    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
-    sqs.send_all("jobs", &["long"]);
-    sqs.inject(
-        Op::ChangeMessageVisibilityBatch,
-        Fault::Delay(Duration::from_secs(6)),
-        Times::Next(1),
-    );
-    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(9)));
-    let mut env = sqs.carrier_env("jobs", &sink);
-    // A free slot, so that a lapsed message would be received (and delivered) again.
-    env.push(("CARRIER_SQS_RECEIVER_WORKERS", "2".into()));
-    let mut carrier = CarrierProcess::start(&env);
-    sqs.wait("long deleted", T, |s| {
-        s.message_with_body("jobs", "long").deleted.map(|_| ())
+/// Waits until the message `body` is deleted, stops carrier, and checks that the webhook saw it
+/// once and that the account is exact: received 1, acked 1, everything adding up.
+async fn assert_delivered_once(
+    sqs: &FakeSqs,
+    mut carrier: CarrierProcess,
+    sink: &Sink,
+    body: &str,
+) {
+    sqs.wait("deleted", T, |s| {
+        s.message_with_body("jobs", body).deleted.map(|_| ())
     })
     .await;
     carrier.signal("TERM");
@@ -403,6 +392,39 @@ async fn a_message_whose_extension_is_slower_than_its_visibility_is_delivered_on
         (Some(1), Some(1))
     );
     assert_account_adds_up(&stopped);
+}
+
+/// A 9 s job on a queue with a 4 s visibility timeout whose ChangeMessageVisibilityBatch calls
+/// answer only after 6 s (`times`), and carrier with one more setting.
+async fn slow_extensions(
+    times: Times,
+    setting: (&'static str, &str),
+) -> (FakeSqs, CarrierProcess, Sink) {
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
+    sqs.send_all("jobs", &["long"]);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::Delay(Duration::from_secs(6)),
+        times,
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(9)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.push((setting.0, setting.1.into()));
+    let carrier = CarrierProcess::start(&env);
+    (sqs, carrier, sink)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_extension_is_slower_than_its_visibility_is_delivered_once() {
+    // SPEC 4.13: visibility 4 s, a 9 s job, and the first ChangeMessageVisibilityBatch answered
+    // only after 6 s. The call is cut off when the message's visibility runs out and tried again;
+    // should SQS hand the message out again meanwhile, it joins its lease. Either way the webhook
+    // sees it once, and it is deleted once.
+    // A free slot, so that a lapsed message would be received (and delivered) again.
+    let (sqs, carrier, sink) =
+        slow_extensions(Times::Next(1), ("CARRIER_SQS_RECEIVER_WORKERS", "2")).await;
+    assert_delivered_once(&sqs, carrier, &sink, "long").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,18 +467,7 @@ async fn a_message_that_lapses_to_another_receiver_is_passed_to_its_holder_not_d
     // SPEC 4.13 across receivers: every extension call answers after 6 s while the visibility
     // timeout is 4 s, so the message lapses again and again during its 9 s job; the other
     // receiver, which has a free slot, receives it each time and passes it to its holder.
-    let sqs = FakeSqs::start();
-    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
-    sqs.send_all("jobs", &["long"]);
-    sqs.inject(
-        Op::ChangeMessageVisibilityBatch,
-        Fault::Delay(Duration::from_secs(6)),
-        Times::Always,
-    );
-    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(9)));
-    let mut env = sqs.carrier_env("jobs", &sink);
-    env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
-    let mut carrier = CarrierProcess::start(&env);
+    let (sqs, carrier, sink) = slow_extensions(Times::Always, ("CARRIER_SQS_RECEIVERS", "2")).await;
     let again = carrier
         .wait_log(
             "SQS handed out a message carrier still holds; it is not delivered again",
@@ -464,19 +475,7 @@ async fn a_message_that_lapses_to_another_receiver_is_passed_to_its_holder_not_d
         )
         .await;
     assert!(again["message_id"].is_string());
-    sqs.wait("long deleted", T, |s| {
-        s.message_with_body("jobs", "long").deleted.map(|_| ())
-    })
-    .await;
-    carrier.signal("TERM");
-    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
-    assert_eq!(sink.requests().len(), 1, "the webhook saw the message once");
-    let stopped = carrier.wait_log("carrier stopped", T).await;
-    assert_eq!(
-        (stopped["received"].as_u64(), stopped["acked"].as_u64()),
-        (Some(1), Some(1))
-    );
-    assert_account_adds_up(&stopped);
+    assert_delivered_once(&sqs, carrier, &sink, "long").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,19 +544,7 @@ async fn a_message_acked_while_another_receive_brought_it_back_is_deleted_not_de
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(3)));
     let mut env = sqs.carrier_env("jobs", &sink);
     env.push(("CARRIER_SQS_RECEIVERS", "2".into()));
-    let mut carrier = CarrierProcess::start(&env);
-    sqs.wait("once deleted", T, |s| {
-        s.message_with_body("jobs", "once").deleted.map(|_| ())
-    })
-    .await;
-    carrier.signal("TERM");
-    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
-    assert_eq!(sink.requests().len(), 1, "the webhook saw it once");
+    let carrier = CarrierProcess::start(&env);
+    assert_delivered_once(&sqs, carrier, &sink, "once").await;
     assert_eq!(sqs.message_with_body("jobs", "once").receive_count, 2);
-    let stopped = carrier.wait_log("carrier stopped", T).await;
-    assert_eq!(
-        (stopped["received"].as_u64(), stopped["acked"].as_u64()),
-        (Some(1), Some(1))
-    );
-    assert_account_adds_up(&stopped);
 }
