@@ -41,7 +41,8 @@ fn main() -> ExitCode {
         }
     }
     for warning in &config.warnings {
-        warn!(main_log, "{}", warning.message; "variable" => warning.variable);
+        warn!(main_log, "configuration setting does nothing or contradicts another";
+            "variable" => warning.variable, "detail" => &warning.message);
     }
     let mut signals = match signals {
         Ok(signals) => Some(signals),

@@ -163,9 +163,9 @@ impl Events {
 
     /// Messages handed back to SQS unsent (FIFO order after a failure, held too long while
     /// paused, shutdown).
-    pub fn released(&self, receiver: usize, count: usize) {
-        self.stats.released.inc_by(count as u64);
-        info!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => count);
+    pub fn released(&self, receiver: usize) {
+        self.stats.released.inc();
+        info!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => 1);
     }
 
     /// SQS handed out a message this receiver still holds (its visibility lapsed under a slow

@@ -651,7 +651,7 @@ impl Ledger {
         match action {
             Some(action) => decided.steps.extend(self.settle(id, action)),
             None => {
-                self.remove(now, id);
+                self.remove(now, id, false);
             }
         }
         if let Some(group) = group {
@@ -775,7 +775,7 @@ impl Ledger {
     pub fn settled(&mut self, now: Instant, id: LeaseId, ok: bool) -> Option<Step> {
         let lease = self.leases.get_mut(&id)?;
         let State::Settling { action, .. } = &lease.state else {
-            self.remove(now, id);
+            self.remove(now, id, false);
             return None;
         };
         let acked = match action {
@@ -794,11 +794,7 @@ impl Ledger {
             };
             return Some(Step::Act(id, redo));
         }
-        let delivery = self.remove(now, id);
-        if let (true, Some(d)) = (acked, delivery) {
-            self.holders
-                .release(&d.message_id, self.receiver, true, now);
-        }
+        self.remove(now, id, acked);
         None
     }
 
@@ -813,16 +809,17 @@ impl Ledger {
         });
         running
             .into_iter()
-            .filter_map(|id| self.remove(now, id))
+            .filter_map(|id| self.remove(now, id, false))
             .collect()
     }
 
-    fn remove(&mut self, now: Instant, id: LeaseId) -> Option<Arc<Delivery>> {
+    /// Ends a lease; `acked`: its message was acknowledged (see [`Holders`]).
+    fn remove(&mut self, now: Instant, id: LeaseId, acked: bool) -> Option<Arc<Delivery>> {
         let lease = self.leases.remove(&id)?;
         if self.by_message.get(&lease.delivery.message_id) == Some(&id) {
             self.by_message.remove(&lease.delivery.message_id);
             self.holders
-                .release(&lease.delivery.message_id, self.receiver, false, now);
+                .release(&lease.delivery.message_id, self.receiver, acked, now);
         }
         if let Some(group_id) = lease.delivery.group_id.as_ref() {
             if let Some(group) = self.groups.get_mut(group_id) {

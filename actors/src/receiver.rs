@@ -272,7 +272,7 @@ impl SqsReceiverActor {
             Action::Delete => self.deletes.push(entry(0)),
             Action::Visibility { secs, why } => {
                 if why == Why::Release {
-                    self.events.released(self.id, 1);
+                    self.events.released(self.id);
                 }
                 self.visibility.push(entry(secs));
             }

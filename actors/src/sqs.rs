@@ -708,11 +708,6 @@ impl SqsQueue {
         self.settle(Action::Delete, entries, None).await
     }
 
-    /// Change visibility timeouts, each entry with its own timeout in seconds.
-    pub async fn change_visibility(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
-        self.settle(Action::ChangeVisibility, entries, None).await
-    }
-
     /// Heartbeat extensions: visibility changes whose refusals the caller reports.
     pub async fn extend(&self, entries: Vec<Entry>) -> Vec<(u64, EntryResult)> {
         self.settle(Action::Extend, entries, None).await

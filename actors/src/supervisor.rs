@@ -58,10 +58,15 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn ready(&self) -> bool {
+    /// SQS has answered for the queue.
+    fn resolved(&self) -> bool {
         self.resolved
             .get()
             .is_some_and(|r| r.load(Ordering::Relaxed))
+    }
+
+    pub fn ready(&self) -> bool {
+        self.resolved()
             && self.online.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
     }
@@ -410,13 +415,8 @@ impl Supervisor {
     fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
         let stats = self.events.stats();
         let snap = stats.snapshot();
-        let confirmed = self
-            .readiness
-            .resolved
-            .get()
-            .is_some_and(|r| r.load(Ordering::Relaxed));
         let busy = !self.arrived
-            || !confirmed
+            || !self.readiness.resolved()
             || self.paused
             || self.held
             || snap.in_flight > 0

@@ -847,28 +847,30 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 /// Samples of a Prometheus/OpenMetrics text, parsed by the independent `prometheus_client` Python
 /// package: `name{label="v",...}` (labels sorted) → value.
 pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let out = python_checker("parse_metrics.py", text.as_bytes());
+    serde_json::from_slice(&out).expect("JSON from parse_metrics.py")
+}
+
+/// Runs one of the independent Python checkers in tests/support (from the venv that
+/// scripts/setup-test-env makes) with `input` on its stdin; its stdout, once it succeeded.
+fn python_checker(script: &str, input: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/tests/support/parse_metrics.py"))
+        .arg(format!("{root}/tests/support/{script}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python from .venv (run scripts/setup-test-env)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "the metrics do not parse: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON from parse_metrics.py")
+    out.stdout
 }
 
 fn send_signal(pid: u32, name: &str) -> bool {
@@ -888,29 +890,14 @@ pub fn quiet_logger() -> slog::Logger {
 /// Python package (tests/support/verify_webhooks.py): one line per secret and request, `... ok`
 /// or `... fail <reason>`.
 pub fn verify_standard_webhooks(secrets: &[&str], requests: &[Request]) -> Vec<String> {
-    use std::io::Write;
     let job = serde_json::json!({
         "secrets": secrets,
         "requests": requests.iter().map(|r| serde_json::json!({
             "body": r.body, "headers": r.headers,
         })).collect::<Vec<_>>(),
     });
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/tests/support/verify_webhooks.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python from .venv (run scripts/setup-test-env)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "verify_webhooks.py failed");
-    String::from_utf8(out.stdout)
+    let out = python_checker("verify_webhooks.py", job.to_string().as_bytes());
+    String::from_utf8(out)
         .unwrap()
         .lines()
         .map(str::to_string)
