@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use carrier_actors::http::redact;
+use carrier_actors::present::Format;
 use carrier_actors::{
     Endpoint, HeaderStyle, HealthCheckSettings, NackPolicy, OfflineAction, QueueAddress, Settings,
     SigningKeys, SuccessCodes, WebhookSettings,
@@ -110,6 +111,16 @@ variables! {
     /// Carrier only: `carrier` (X-Carrier-* headers) or `sqsd` (Elastic Beanstalk's X-Aws-Sqsd-*).
     WEBHOOK_HEADER_STYLE = "CARRIER_WEBHOOK_HEADER_STYLE"
         => webhook_header_style: HeaderStyle = "carrier", header_style;
+    /// Carrier only: `message` (one message per POST) or `lambda` (batches as Lambda's SQS
+    /// event, answered with `batchItemFailures`).
+    WEBHOOK_FORMAT = "CARRIER_WEBHOOK_FORMAT" => webhook_format: FormatName = "message", format;
+    /// Carrier only, `lambda` format: most records per POST (1–10000).
+    WEBHOOK_BATCH_SIZE = "CARRIER_WEBHOOK_BATCH_SIZE" => webhook_batch_size: usize = "10",
+        |v| count(v, 1, 10_000);
+    /// Carrier only, `lambda` format: how long to gather a batch that is not full (0s–300s);
+    /// 0s sends what is in hand.
+    WEBHOOK_BATCH_WINDOW = "CARRIER_WEBHOOK_BATCH_WINDOW"
+        => webhook_batch_window: Duration = "0s", batch_window;
     /// Carrier only: `whsec_…` secret(s), space-separated: sign requests (Standard Webhooks).
     WEBHOOK_SIGNING_SECRET = "CARRIER_WEBHOOK_SIGNING_SECRET"
         => webhook_signing_secret: Option<SigningKeys> = optional, |v| SigningKeys::parse(&v);
@@ -376,6 +387,13 @@ impl Config {
             success_codes: v.webhook_success_codes,
             header_style: v.webhook_header_style,
             signing: v.webhook_signing_secret,
+            format: match v.webhook_format {
+                FormatName::Message => Format::Message,
+                FormatName::Lambda => Format::Lambda {
+                    batch_size: v.webhook_batch_size,
+                    window: v.webhook_batch_window,
+                },
+            },
         };
         settings.nack = NackPolicy {
             error_visibility: v.webhook_error_visibility_timeout,
@@ -411,6 +429,9 @@ impl Config {
 /// Which variables with a default were set explicitly (a default is not a choice to warn about).
 struct Explicit {
     offline_action: bool,
+    batch_size: bool,
+    batch_window: bool,
+    sqs_batch_size: bool,
 }
 
 impl Explicit {
@@ -418,6 +439,9 @@ impl Explicit {
         let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
         Explicit {
             offline_action: set(&raw.webhook_offline_action),
+            batch_size: set(&raw.webhook_batch_size),
+            batch_window: set(&raw.webhook_batch_window),
+            sqs_batch_size: set(&raw.sqs_batch_size),
         }
     }
 }
@@ -451,12 +475,32 @@ fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
         );
         warnings.push((WEBHOOK_HEALTH_CHECK_TIMEOUT, message));
     }
+    let lambda = v.webhook_format == FormatName::Lambda;
+    for (variable, set) in [
+        (WEBHOOK_BATCH_SIZE, set.batch_size),
+        (WEBHOOK_BATCH_WINDOW, set.batch_window),
+    ] {
+        if set && !lambda {
+            let message = format!(
+                "{variable} does nothing unless {WEBHOOK_FORMAT}=lambda: each POST carries one \
+                 message"
+            );
+            warnings.push((variable, message));
+        }
+    }
+    if lambda && set.sqs_batch_size {
+        let message = format!(
+            "{SQS_BATCH_SIZE} does nothing with {WEBHOOK_FORMAT}=lambda: receives ask for 10 \
+             messages until a batch of {WEBHOOK_BATCH_SIZE} is gathered"
+        );
+        warnings.push((SQS_BATCH_SIZE, message));
+    }
     let batch = v.sqs_batch_size;
     let workers = match v.sqs_receiver_workers {
         0 => batch,
         n => n,
     };
-    if batch > workers {
+    if batch > workers && !lambda {
         let message = format!(
             "{SQS_BATCH_SIZE} ({batch}) is above {SQS_RECEIVER_WORKERS} ({workers}): a receiver \
              never asks for more messages than it has free workers, so receives are capped at \
@@ -589,6 +633,31 @@ fn header_style(v: String) -> Result<HeaderStyle, String> {
         "sqsd" => Ok(HeaderStyle::Sqsd),
         _ => Err("must be carrier or sqsd".into()),
     }
+}
+
+/// `CARRIER_WEBHOOK_FORMAT`'s values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum FormatName {
+    #[default]
+    Message,
+    Lambda,
+}
+
+fn format(v: String) -> Result<FormatName, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "message" => Ok(FormatName::Message),
+        "lambda" => Ok(FormatName::Lambda),
+        _ => Err("must be message or lambda".into()),
+    }
+}
+
+/// A batch window: 0s to 300s (Lambda's MaximumBatchingWindowInSeconds range).
+fn batch_window(v: String) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d > Duration::from_secs(300) {
+        return Err(format!("must be from 0s to 300s; {DURATION_HELP}"));
+    }
+    Ok(d)
 }
 
 fn offline_action(v: String) -> Result<OfflineAction, String> {

@@ -99,6 +99,44 @@ impl Events {
             "outcome" => ?answer.outcome, "elapsed_ms" => ms(elapsed));
     }
 
+    /// Lambda format: how a batch went, logged once with its size and reason (never a body).
+    pub fn batch_answered(&self, first_id: &str, records: usize, answer: &Answer) {
+        let result = match (&answer.outcome, answer.failed.len()) {
+            (Outcome::Ack, 0) => "ok",
+            (Outcome::Ack, _) => "partial",
+            (Outcome::Retry { .. }, _) => "retry",
+            _ => "failed",
+        };
+        self.stats
+            .batches
+            .get_or_create(&[("result", result)])
+            .inc();
+        self.stats.batch_records.observe(records as f64);
+        match &answer.outcome {
+            Outcome::Ack if answer.failed.is_empty() => {
+                debug!(self.log, "batch delivered"; "first_message_id" => first_id,
+                    "records" => records, "status" => answer.status)
+            }
+            Outcome::Ack => {
+                info!(self.log, "batch partly failed; the failed records reappear, the others are deleted";
+                    "first_message_id" => first_id, "records" => records,
+                    "failed" => answer.failed.len())
+            }
+            Outcome::Retry { .. } => {
+                info!(self.log, "the function asked to retry the whole batch later";
+                    "first_message_id" => first_id, "records" => records, "status" => answer.status)
+            }
+            Outcome::Nack { reason } => {
+                if self.warn_bounded("batch failed") {
+                    warn!(self.log, "batch failed; every record reappears";
+                        "first_message_id" => first_id, "records" => records,
+                        "status" => answer.status, "reason" => %reason)
+                }
+            }
+            Outcome::DeadLetter => {}
+        }
+    }
+
     pub fn acked(&self) {
         self.stats.acked.inc();
     }

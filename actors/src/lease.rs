@@ -24,7 +24,7 @@
 //! tested without a runtime. The receiver actor wires timers, SQS calls and `Deliver` → `Outcome`
 //! around it: it performs the [`Step`]s the ledger hands back and reports how they went.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -92,6 +92,36 @@ pub struct LedgerSettings {
     pub nack: NackPolicy,
     /// A Retry never asks for less than this (`CARRIER_WEBHOOK_MIN_RETRY_DELAY`).
     pub min_retry_delay: Duration,
+    /// How messages are gathered into POSTs: one each, or batches (SPEC 5.1).
+    pub posts: Posts,
+}
+
+/// How messages are gathered into POSTs. One message per POST is a batch of one with no window.
+#[derive(Debug, Clone, Copy)]
+pub struct Posts {
+    /// Most records per POST.
+    pub size: usize,
+    /// How long a POST that is not full waits for more records (zero: it takes what is ready).
+    pub window: Duration,
+    /// Most POSTs in flight at once.
+    pub concurrency: usize,
+    /// A POST's records together never pass this many bytes ([`Posts::record_bytes`] each).
+    pub max_bytes: usize,
+    /// The most bytes one record can add to a POST's body (0: bytes are not counted).
+    pub record_bytes: fn(&Delivery) -> usize,
+}
+
+impl Posts {
+    /// One message per POST, up to `concurrency` at once (formats other than Lambda's).
+    pub fn single(concurrency: usize) -> Posts {
+        Posts {
+            size: 1,
+            window: Duration::ZERO,
+            concurrency: concurrency.max(1),
+            max_bytes: usize::MAX,
+            record_bytes: |_| 0,
+        }
+    }
 }
 
 /// Why a visibility change is made.
@@ -119,11 +149,15 @@ pub enum Action {
     DeadLetter,
 }
 
+/// One POST's key, unique within one receiver.
+pub type PostId = u64;
+
 /// What the actor must do next.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Send this message to the webhook; report its outcome with [`Ledger::outcome`].
-    Deliver(LeaseId, Arc<Delivery>),
+    /// Send these messages to the webhook in one POST, in this order; report the answer with
+    /// [`Ledger::answered`] (or each record's outcome with [`Ledger::outcome`]).
+    Deliver(PostId, Vec<(LeaseId, Incoming)>),
     /// Run this SQS action; report with [`Ledger::settled`].
     Act(LeaseId, Action),
 }
@@ -234,6 +268,24 @@ pub struct Decided {
     pub steps: Vec<Step>,
 }
 
+/// What [`Ledger::answered`] decided for a POST: each record's outcome and action, in order (a
+/// record released because an earlier one of its FIFO group failed is not among them: its
+/// release is one of the steps), and the steps to take.
+#[derive(Debug, Default)]
+pub struct Answered {
+    pub records: Vec<RecordOutcome>,
+    pub steps: Vec<Step>,
+}
+
+/// One record of an answered POST.
+#[derive(Debug)]
+pub struct RecordOutcome {
+    pub delivery: Arc<Delivery>,
+    pub outcome: Outcome,
+    /// As in [`Decided::action`].
+    pub action: Option<Action>,
+}
+
 /// A due visibility extension: run it, report with [`Ledger::extended`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
@@ -262,10 +314,13 @@ enum State {
     /// Received while receiving is paused: kept invisible (at most one visibility timeout), not
     /// yet placed.
     Held,
-    /// FIFO: waiting behind an earlier message of its group, or for its blocked group to open.
+    /// FIFO: waiting for its blocked group to open.
     Queued,
-    /// Its `Deliver` is with a transmitter.
-    Delivering { since: Instant },
+    /// Waiting to be gathered into a POST (since then: the batch window runs from the oldest).
+    /// FIFO: taken only when no POST of its group is in flight, after its group's earlier ones.
+    Ready { since: Instant },
+    /// In POST `post`, with a transmitter.
+    Delivering { since: Instant, post: PostId },
     /// Its outcome is known and this action decided. `sent`: handed to the actor (`false` while
     /// it waits for an extension call to return, so the two cannot cross).
     Settling { action: Action, sent: bool },
@@ -296,6 +351,8 @@ struct Lease {
     /// The message was handed out again while its action was out: run this with the newer
     /// receipt handle once that call returns.
     redo: Option<Action>,
+    /// The most bytes it adds to a POST ([`Posts::record_bytes`]).
+    bytes: usize,
 }
 
 impl Lease {
@@ -325,7 +382,8 @@ impl Lease {
 /// FIFO: one group's leases in hand and its block.
 #[derive(Debug, Default)]
 struct Group {
-    /// Queued or delivering, in received order; only the front may be delivering.
+    /// Queued, ready or delivering, in received order; those delivering are at the front, in
+    /// one POST.
     leases: VecDeque<LeaseId>,
     /// A failed message of the group is not in hand: until it comes back or `until` passes, the
     /// group's later messages are held.
@@ -352,7 +410,21 @@ pub struct Ledger {
     next_id: LeaseId,
     /// FIFO groups with a lease in hand or a block.
     groups: HashMap<Arc<str>, Group>,
+    /// Leases waiting for a POST, in received order, and the bytes they add up to.
+    ready: BTreeSet<LeaseId>,
+    ready_bytes: usize,
+    /// POSTs in flight: their leases in order, and how many of them are still delivering.
+    posts: HashMap<PostId, InFlight>,
+    next_post: PostId,
+    /// Leases whose action is decided (their slots free as soon as SQS confirms).
+    settling: usize,
     rng: fastrand::Rng,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    leases: Vec<LeaseId>,
+    delivering: usize,
 }
 
 impl Ledger {
@@ -370,6 +442,11 @@ impl Ledger {
             holders: Holders::default(),
             next_id: 0,
             groups: HashMap::new(),
+            ready: BTreeSet::new(),
+            ready_bytes: 0,
+            posts: HashMap::new(),
+            next_post: 0,
+            settling: 0,
             rng,
         }
     }
@@ -400,8 +477,12 @@ impl Ledger {
         self.leases.is_empty()
     }
 
-    /// Slots free for new messages.
+    /// Slots free for new messages: none while a whole POST's bytes are waiting (more would only
+    /// be held in memory, not sent sooner).
     pub fn free_slots(&self) -> usize {
+        if self.ready_bytes >= self.settings.posts.max_bytes {
+            return 0;
+        }
         self.settings.slots.saturating_sub(self.leases.len())
     }
 
@@ -426,6 +507,12 @@ impl Ledger {
 
     pub fn delivery(&self, id: LeaseId) -> Option<&Arc<Delivery>> {
         self.leases.get(&id).map(|l| &l.delivery)
+    }
+
+    /// The first message of a POST in flight.
+    pub fn first_of(&self, post: PostId) -> Option<Arc<Delivery>> {
+        let first = self.posts.get(&post)?.leases.first()?;
+        self.delivery(*first).cloned()
     }
 
     /// Takes the messages of one receive call, sent at `sent_at`. Each becomes a lease and is
@@ -490,9 +577,10 @@ impl Ledger {
             let id = self.lease(message, sent_at, first_extension(self.settings.heartbeat));
             admitted.new += 1;
             if !hold {
-                admitted.steps.extend(self.place(now, id));
+                self.place(now, id);
             }
         }
+        admitted.steps.extend(self.form(now));
         admitted
     }
 
@@ -500,6 +588,7 @@ impl Ledger {
     fn lease(&mut self, message: Incoming, sent_at: Instant, heartbeat: Heartbeat) -> LeaseId {
         let id = self.next_id;
         self.next_id += 1;
+        let bytes = (self.settings.posts.record_bytes)(&message.delivery);
         self.by_message
             .insert(message.delivery.message_id.clone(), id);
         let _ = self
@@ -515,6 +604,7 @@ impl Ledger {
                 visible_until: sent_at + self.settings.visibility,
                 heartbeat,
                 redo: None,
+                bytes,
             },
         );
         id
@@ -532,10 +622,10 @@ impl Ledger {
 
     /// Receiving resumed: the held leases go on their way, in the order they were received.
     pub fn deliver_held(&mut self, now: Instant) -> Vec<Step> {
-        let held = self.ids_where(|l| l.state == State::Held);
-        held.into_iter()
-            .filter_map(|id| self.place(now, id))
-            .collect()
+        for id in self.ids_where(|l| l.state == State::Held) {
+            self.place(now, id);
+        }
+        self.form(now)
     }
 
     /// The ids of the leases that match, in received order.
@@ -550,17 +640,19 @@ impl Ledger {
         ids
     }
 
-    /// Sends a held lease on: delivered, or queued in its FIFO group.
-    fn place(&mut self, now: Instant, id: LeaseId) -> Option<Step> {
-        let lease = self.leases.get_mut(&id)?;
+    /// Sends a held lease on: ready for a POST, or queued in its blocked FIFO group.
+    fn place(&mut self, now: Instant, id: LeaseId) {
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return;
+        };
         let group = self
             .settings
             .fifo
             .then(|| lease.delivery.group_id.clone())
             .flatten();
         let Some(group_id) = group else {
-            lease.state = State::Delivering { since: now };
-            return Some(Step::Deliver(id, lease.delivery.clone()));
+            self.make_ready(now, id);
+            return;
         };
         lease.state = State::Queued;
         let group = self.groups.entry(group_id.clone()).or_default();
@@ -575,24 +667,215 @@ impl Ledger {
                 group.leases.push_back(id);
             }
         }
-        self.start_front(now, &group_id)
+        self.open_group(now, &group_id);
     }
 
-    /// Delivers the front of a FIFO group unless it is blocked or its front is already out.
-    fn start_front(&mut self, now: Instant, group_id: &Arc<str>) -> Option<Step> {
-        let group = self.groups.get(group_id)?;
+    /// Unless a FIFO group is blocked, its queued leases are ready (a POST takes them in the
+    /// group's order, once no earlier POST of the group is in flight).
+    fn open_group(&mut self, now: Instant, group_id: &Arc<str>) {
+        let Some(group) = self.groups.get(group_id) else {
+            return;
+        };
         if group.blocked.is_some() {
-            return None;
+            return;
         }
-        let lease = self.leases.get_mut(group.leases.front()?)?;
-        if lease.state != State::Queued {
-            return None;
+        let queued: Vec<LeaseId> = group
+            .leases
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.leases
+                    .get(id)
+                    .is_some_and(|l| l.state == State::Queued)
+            })
+            .collect();
+        for id in queued {
+            self.make_ready(now, id);
         }
-        lease.state = State::Delivering { since: now };
-        Some(Step::Deliver(
-            *group.leases.front()?,
-            lease.delivery.clone(),
-        ))
+    }
+
+    /// A lease waits for a POST.
+    fn make_ready(&mut self, now: Instant, id: LeaseId) {
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return;
+        };
+        lease.state = State::Ready { since: now };
+        if self.ready.insert(id) {
+            self.ready_bytes += lease.bytes;
+        }
+    }
+
+    /// A lease is leaving its state: the ready set and the POSTs in flight forget it.
+    fn leave(&mut self, id: LeaseId) {
+        let Some(lease) = self.leases.get(&id) else {
+            return;
+        };
+        match lease.state {
+            State::Ready { .. } => {
+                if self.ready.remove(&id) {
+                    self.ready_bytes -= lease.bytes;
+                }
+            }
+            State::Delivering { post, .. } => {
+                if let Some(in_flight) = self.posts.get_mut(&post) {
+                    in_flight.delivering -= 1;
+                    if in_flight.delivering == 0 {
+                        self.posts.remove(&post);
+                    }
+                }
+            }
+            State::Settling { .. } => self.settling -= 1,
+            State::Held | State::Queued => {}
+        }
+    }
+
+    /// No more messages can be received until a POST is answered: every slot is taken by a
+    /// lease that is not about to end, or a whole POST's bytes are waiting.
+    fn cannot_gather(&self) -> bool {
+        self.ready_bytes >= self.settings.posts.max_bytes
+            || self.leases.len() - self.settling >= self.settings.slots
+    }
+
+    /// The ready leases the next POST would take, in order: at most [`Posts::size`] and
+    /// [`Posts::max_bytes`]; a FIFO group's in its order and only while no POST of the group is
+    /// in flight. `full`: it cannot take more (size or bytes reached).
+    fn next_post(&self) -> (Vec<LeaseId>, bool) {
+        let posts = &self.settings.posts;
+        let mut taken = Vec::new();
+        let mut bytes = 0usize;
+        let mut seen_groups: Vec<&Arc<str>> = Vec::new();
+        let mut take = |id: LeaseId, taken: &mut Vec<LeaseId>| -> Result<(), ()> {
+            let lease_bytes = self.leases.get(&id).map_or(0, |l| l.bytes);
+            if taken.len() >= posts.size
+                || (!taken.is_empty() && bytes + lease_bytes > posts.max_bytes)
+            {
+                return Err(());
+            }
+            bytes += lease_bytes;
+            taken.push(id);
+            Ok(())
+        };
+        for &id in &self.ready {
+            let Some(lease) = self.leases.get(&id) else {
+                continue;
+            };
+            let group = lease
+                .delivery
+                .group_id
+                .as_ref()
+                .filter(|_| self.settings.fifo);
+            let Some(group_id) = group else {
+                if take(id, &mut taken).is_err() {
+                    return (taken, true);
+                }
+                continue;
+            };
+            if seen_groups.contains(&group_id) {
+                continue;
+            }
+            seen_groups.push(group_id);
+            let Some(group) = self.groups.get(group_id) else {
+                continue;
+            };
+            for member in &group.leases {
+                match self.leases.get(member).map(|l| &l.state) {
+                    Some(State::Ready { .. }) => {
+                        if take(*member, &mut taken).is_err() {
+                            return (taken, true);
+                        }
+                    }
+                    // A POST of the group is in flight, or an earlier one waits: not yet.
+                    _ => break,
+                }
+            }
+        }
+        (taken, false)
+    }
+
+    /// Gathers ready leases into POSTs while there is room for one in flight: a full one at once;
+    /// one that is not full once the oldest of its records has waited the window, or at once when
+    /// the window is zero or nothing more can be received ([`Ledger::cannot_gather`]).
+    fn form(&mut self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while self.posts.len() < self.settings.posts.concurrency {
+            let (leases, full) = self.next_post();
+            let Some(oldest) = self.oldest_ready(&leases) else {
+                break;
+            };
+            let send = full || self.cannot_gather() || now >= oldest + self.settings.posts.window;
+            if !send {
+                break;
+            }
+            let post = self.next_post;
+            self.next_post += 1;
+            let mut records = Vec::with_capacity(leases.len());
+            for &id in &leases {
+                self.leave(id);
+                let Some(lease) = self.leases.get_mut(&id) else {
+                    continue;
+                };
+                lease.state = State::Delivering { since: now, post };
+                records.push((
+                    id,
+                    Incoming {
+                        receipt: lease.receipt.clone(),
+                        delivery: lease.delivery.clone(),
+                    },
+                ));
+            }
+            self.posts.insert(
+                post,
+                InFlight {
+                    delivering: leases.len(),
+                    leases,
+                },
+            );
+            steps.push(Step::Deliver(post, records));
+        }
+        steps
+    }
+
+    /// When the oldest of these ready leases became ready.
+    fn oldest_ready(&self, ids: &[LeaseId]) -> Option<Instant> {
+        ids.iter()
+            .filter_map(|id| match self.leases.get(id)?.state {
+                State::Ready { since } => Some(since),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// The webhook answered POST `post`: each of its records' outcome, in the POST's order
+    /// (`outcome_of` gives it). On a FIFO queue a failed record fails every later record of its
+    /// group (they are released unsent, whatever the answer said for them).
+    pub fn answered(
+        &mut self,
+        now: Instant,
+        post: PostId,
+        outcome_of: impl Fn(&Delivery) -> Outcome,
+    ) -> Answered {
+        let mut answered = Answered::default();
+        let Some(leases) = self.posts.get(&post).map(|p| p.leases.clone()) else {
+            return answered;
+        };
+        for id in leases {
+            let Some(lease) = self.leases.get(&id) else {
+                continue;
+            };
+            if !matches!(lease.state, State::Delivering { post: p, .. } if p == post) {
+                continue;
+            }
+            let delivery = lease.delivery.clone();
+            let outcome = outcome_of(&delivery);
+            let decided = self.outcome(now, id, &outcome);
+            answered.steps.extend(decided.steps);
+            answered.records.push(RecordOutcome {
+                delivery,
+                outcome,
+                action: decided.action,
+            });
+        }
+        answered
     }
 
     /// The webhook's outcome for a delivering lease: its SQS action (none for a Nack left to the
@@ -664,18 +947,21 @@ impl Ledger {
                 &mut decided.steps,
             );
         }
+        decided.steps.extend(self.form(now));
         decided
     }
 
     /// Moves a lease to `Settling` with its action: sent now, or once an extension call out for
     /// it has returned (so the two cannot cross).
     fn settle(&mut self, id: LeaseId, action: Action) -> Option<Step> {
+        self.leave(id);
         let lease = self.leases.get_mut(&id)?;
         let waits = lease.heartbeat == Heartbeat::Extending;
         if matches!(action, Action::Visibility { .. }) && !waits {
             lease.heartbeat = Heartbeat::Off;
         }
         let sent = !(waits && matches!(action, Action::Visibility { .. }));
+        self.settling += 1;
         lease.state = State::Settling {
             action: action.clone(),
             sent,
@@ -701,7 +987,7 @@ impl Ledger {
             None if group.leases.is_empty() => {
                 self.groups.remove(group_id);
             }
-            None => steps.extend(self.start_front(now, group_id)),
+            None => self.open_group(now, group_id),
             Some(due) => {
                 // Failed: the rest of the group in hand goes back unsent, and later messages of
                 // the group are held until this one has come round again.
@@ -746,17 +1032,19 @@ impl Ledger {
                     self.groups.remove(&group_id);
                 }
             }
-            steps.extend(self.start_front(now, &group_id));
+            self.open_group(now, &group_id);
         }
         let visibility = self.settings.visibility;
         let stale = self.ids_where(|l| l.state == State::Held && now >= l.received_at + visibility);
         steps.extend(stale.into_iter().filter_map(|id| self.release(id)));
+        steps.extend(self.form(now));
         steps
     }
 
-    /// Draining: every lease not yet sent goes back (visibility 0).
+    /// Draining: every lease not yet sent goes back (visibility 0), a batch being gathered too.
     pub fn release_queued(&mut self) -> Vec<Step> {
-        let queued = self.ids_where(|l| matches!(l.state, State::Queued | State::Held));
+        let queued = self
+            .ids_where(|l| matches!(l.state, State::Queued | State::Held | State::Ready { .. }));
         for group in self.groups.values_mut() {
             group.leases.retain(|l| !queued.contains(l));
         }
@@ -804,7 +1092,7 @@ impl Ledger {
         let running = self.ids_where(|l| {
             matches!(
                 l.state,
-                State::Delivering { .. } | State::Queued | State::Held
+                State::Delivering { .. } | State::Queued | State::Held | State::Ready { .. }
             )
         });
         running
@@ -815,6 +1103,7 @@ impl Ledger {
 
     /// Ends a lease; `acked`: its message was acknowledged (see [`Holders`]).
     fn remove(&mut self, now: Instant, id: LeaseId, acked: bool) -> Option<Arc<Delivery>> {
+        self.leave(id);
         let lease = self.leases.remove(&id)?;
         if self.by_message.get(&lease.delivery.message_id) == Some(&id) {
             self.by_message.remove(&lease.delivery.message_id);
@@ -832,8 +1121,8 @@ impl Ledger {
         Some(lease.delivery)
     }
 
-    /// When the ledger next needs the actor: an extension due, a FIFO block ending, or a lease
-    /// held while paused for a whole visibility timeout.
+    /// When the ledger next needs the actor: an extension due, a FIFO block ending, a lease
+    /// held while paused for a whole visibility timeout, or a batch window ending.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let visibility = self.settings.visibility;
         let leases = self
@@ -851,7 +1140,12 @@ impl Ledger {
             .groups
             .values()
             .filter_map(|g| g.blocked.as_ref().map(|b| b.until));
-        leases.chain(blocks).min()
+        // A batch that is not full goes when the window of its oldest record ends.
+        let window = (self.posts.len() < self.settings.posts.concurrency && !self.ready.is_empty())
+            .then(|| self.oldest_ready(&self.next_post().0))
+            .flatten()
+            .map(|oldest| oldest + self.settings.posts.window);
+        leases.chain(blocks).chain(window).min()
     }
 
     /// Extensions due by `now` (and those due shortly after, so they share one batch call).
@@ -871,7 +1165,7 @@ impl Ledger {
             }
             let hold_bound = lease.received_at + MAX_HOLD - MAX_HOLD_SLACK;
             let bound = match lease.state {
-                State::Delivering { since } => since + self.settings.delivery_bound,
+                State::Delivering { since, .. } => since + self.settings.delivery_bound,
                 _ => hold_bound,
             }
             .min(hold_bound);
@@ -961,6 +1255,7 @@ mod tests {
             delivery_bound: Duration::from_secs(65),
             nack: NackPolicy::default(),
             min_retry_delay: Duration::from_secs(1),
+            posts: Posts::single(10),
         }
     }
 
@@ -995,9 +1290,15 @@ mod tests {
         steps
             .iter()
             .filter_map(|s| match s {
-                Step::Deliver(_, d) => Some(d.message_id.to_string()),
+                Step::Deliver(_, records) => Some(
+                    records
+                        .iter()
+                        .map(|(_, m)| m.delivery.message_id.to_string())
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 
@@ -1616,5 +1917,269 @@ mod tests {
         let due = l.due_extensions(t + Duration::from_secs(21_600));
         assert_eq!(due.len(), 1);
         assert!(due[0].secs <= 21_600 - 5, "{}", due[0].secs);
+    }
+
+    fn batches(size: usize, window: Duration, concurrency: usize) -> LedgerSettings {
+        LedgerSettings {
+            slots: size * concurrency,
+            posts: Posts {
+                size,
+                window,
+                concurrency,
+                max_bytes: usize::MAX,
+                record_bytes: |d| d.body.len(),
+            },
+            ..settings()
+        }
+    }
+
+    /// The POSTs among `steps`: each its messages, in order.
+    fn posts(steps: &[Step]) -> Vec<Vec<String>> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Deliver(_, records) => Some(
+                    records
+                        .iter()
+                        .map(|(_, m)| m.delivery.message_id.to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn post_id(steps: &[Step]) -> PostId {
+        steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Deliver(post, _) => Some(*post),
+                _ => None,
+            })
+            .expect("a POST")
+    }
+
+    #[test]
+    fn a_batch_goes_when_full_or_when_its_window_ends() {
+        let mut l = Ledger::new(batches(3, Duration::from_secs(5), 1));
+        let t = Instant::now();
+        let steps = admit(&mut l, t, t, vec![msg("a", None), msg("b", None)], false);
+        assert!(posts(&steps).is_empty(), "gathering");
+        assert_eq!(
+            l.next_wakeup(),
+            Some(t + Duration::from_secs(1)),
+            "heartbeat first"
+        );
+        assert!(l.tick(t + Duration::from_secs(4)).is_empty());
+        let later = t + Duration::from_secs(1);
+        let steps = admit(
+            &mut l,
+            later,
+            later,
+            vec![msg("c", None), msg("d", None)],
+            false,
+        );
+        assert_eq!(posts(&steps), [["a", "b", "c"]], "full");
+        assert_eq!(
+            l.free_slots(),
+            0,
+            "3 slots (workers × batch size), 4 held: d waits"
+        );
+        let steps = l.answered(later, post_id(&steps), |_| Outcome::Ack).steps;
+        assert_eq!(acts(&steps).len(), 3);
+        assert!(
+            posts(&steps).is_empty(),
+            "d's window runs from its own arrival"
+        );
+        assert!(posts(&l.tick(later + Duration::from_millis(4999))).is_empty());
+        assert_eq!(posts(&l.tick(later + Duration::from_secs(5))), [["d"]]);
+    }
+
+    #[test]
+    fn with_no_window_a_batch_takes_what_is_in_hand_and_waits_for_a_free_worker() {
+        let mut l = Ledger::new(batches(10, Duration::ZERO, 1));
+        let t = Instant::now();
+        let steps = admit(&mut l, t, t, vec![msg("a", None), msg("b", None)], false);
+        assert_eq!(posts(&steps), [["a", "b"]]);
+        let first = post_id(&steps);
+        let steps = admit(&mut l, t, t, vec![msg("c", None), msg("d", None)], false);
+        assert!(posts(&steps).is_empty(), "one POST at a time");
+        let steps = l.answered(t, first, |_| Outcome::Ack).steps;
+        assert_eq!(posts(&steps), [["c", "d"]]);
+    }
+
+    #[test]
+    fn a_batch_is_cut_before_its_bytes_pass_the_limit_and_receiving_stops_while_a_full_one_waits() {
+        let mut settings = batches(10, Duration::from_secs(60), 1);
+        settings.posts.max_bytes = 5;
+        let mut l = Ledger::new(settings);
+        let t = Instant::now();
+        // Bodies are the ids: 2 bytes each.
+        let steps = admit(
+            &mut l,
+            t,
+            t,
+            vec![
+                msg("a1", None),
+                msg("b1", None),
+                msg("c1", None),
+                msg("d1", None),
+            ],
+            false,
+        );
+        assert_eq!(posts(&steps), [["a1", "b1"]], "a third would make 6 bytes");
+        assert_eq!(
+            l.free_slots(),
+            6,
+            "c1 and d1 wait: 4 bytes, under a POST's worth"
+        );
+        admit(&mut l, t, t, vec![msg("e1", None)], false);
+        assert_eq!(
+            l.free_slots(),
+            0,
+            "a full POST's bytes wait: nothing more is received"
+        );
+    }
+
+    #[test]
+    fn each_record_of_a_batch_takes_its_own_outcome() {
+        let mut l = Ledger::new(LedgerSettings {
+            nack: NackPolicy {
+                error_visibility: Some(Duration::from_secs(9)),
+                backoff_max: None,
+            },
+            ..batches(3, Duration::ZERO, 1)
+        });
+        let t = Instant::now();
+        let steps = admit(
+            &mut l,
+            t,
+            t,
+            vec![msg("a", None), msg("b", None), msg("c", None)],
+            false,
+        );
+        let failed = |d: &Delivery| match &*d.message_id {
+            "b" => nack(),
+            _ => Outcome::Ack,
+        };
+        let answered = l.answered(t, post_id(&steps), failed);
+        let got: Vec<(String, Option<Action>)> = answered
+            .records
+            .iter()
+            .map(|r| (r.delivery.message_id.to_string(), r.action.clone()))
+            .collect();
+        let nacked = Action::Visibility {
+            secs: 9,
+            why: Why::Nack,
+        };
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), Some(Action::Delete)),
+                ("b".to_string(), Some(nacked.clone())),
+                ("c".to_string(), Some(Action::Delete)),
+            ]
+        );
+        assert_eq!(
+            acts(&answered.steps),
+            [(0, Action::Delete), (1, nacked), (2, Action::Delete)]
+        );
+        assert!(
+            l.answered(t, post_id(&steps), failed).records.is_empty(),
+            "a second answer to the same POST changes nothing"
+        );
+    }
+
+    #[test]
+    fn fifo_batches_keep_group_order_and_a_group_has_one_batch_in_flight() {
+        let mut l = Ledger::new(LedgerSettings {
+            fifo: true,
+            ..batches(2, Duration::ZERO, 2)
+        });
+        let t = Instant::now();
+        let steps = admit(
+            &mut l,
+            t,
+            t,
+            vec![
+                msg("a1", Some("a")),
+                msg("a2", Some("a")),
+                msg("a3", Some("a")),
+                msg("b1", Some("b")),
+            ],
+            false,
+        );
+        assert_eq!(
+            posts(&steps),
+            [vec!["a1", "a2"], vec!["b1"]],
+            "a3 waits for the POST of its group, though a worker is free"
+        );
+        let first = post_id(&steps);
+        let steps = l.answered(t, first, |_| Outcome::Ack).steps;
+        assert_eq!(posts(&steps), [["a3"]]);
+    }
+
+    #[test]
+    fn after_a_failed_fifo_record_the_rest_of_its_group_is_released_whatever_the_answer_said() {
+        let mut l = Ledger::new(LedgerSettings {
+            fifo: true,
+            ..batches(10, Duration::ZERO, 1)
+        });
+        let t = Instant::now();
+        let steps = admit(
+            &mut l,
+            t,
+            t,
+            vec![
+                msg("a1", Some("a")),
+                msg("b1", Some("b")),
+                msg("a2", Some("a")),
+                msg("a3", Some("a")),
+            ],
+            false,
+        );
+        assert_eq!(
+            posts(&steps),
+            [["a1", "a2", "a3", "b1"]],
+            "each group in its order"
+        );
+        let answered = l.answered(t, post_id(&steps), |d| match &*d.message_id {
+            "a2" => nack(),
+            _ => Outcome::Ack,
+        });
+        let outcomes: Vec<&str> = answered
+            .records
+            .iter()
+            .map(|r| &*r.delivery.message_id)
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["a1", "a2", "b1"],
+            "a3 is not acked, though the answer said so"
+        );
+        let release = Action::Visibility {
+            secs: 0,
+            why: Why::Release,
+        };
+        assert_eq!(
+            acts(&answered.steps),
+            [(0, Action::Delete), (3, release), (1, Action::Delete)]
+        );
+        // a2 failed: a later message of group a is held until a2 is back.
+        let steps = admit(&mut l, t, t, vec![msg("a4", Some("a"))], false);
+        assert!(posts(&steps).is_empty());
+    }
+
+    #[test]
+    fn draining_releases_a_batch_being_gathered() {
+        let mut l = Ledger::new(batches(10, Duration::from_secs(30), 1));
+        let t = Instant::now();
+        admit(&mut l, t, t, vec![msg("a", None), msg("b", None)], false);
+        let steps = l.release_queued();
+        assert_eq!(acts(&steps).len(), 2);
+        assert!(l
+            .next_wakeup()
+            .is_none_or(|at| at < t + Duration::from_secs(30)));
+        assert!(posts(&l.tick(t + Duration::from_secs(60))).is_empty());
     }
 }

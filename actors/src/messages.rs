@@ -6,6 +6,7 @@
 //! `Shutdown`) flow between the supervisor and its children. This module holds data only, no
 //! behaviour beyond small helpers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +32,8 @@ pub enum AttributeValue {
 }
 
 /// One SQS message on its way to the webhook: what the transmitter needs to build the HTTP request
-/// (and the receiver to dead-letter it), nothing it could settle with (no receipt handle).
+/// (and the receiver to dead-letter it). The receipt handle travels beside it, in
+/// [`crate::lease::Incoming`], only where a format shows it (Lambda's event).
 #[derive(Debug, Clone, Default)]
 pub struct Delivery {
     /// SQS `MessageId`: logs, `X-Carrier-Message-Id`, the signature's `webhook-id`.
@@ -83,11 +85,12 @@ impl Delivery {
     }
 }
 
-/// Ask a transmitter to POST one message; it answers with the message's [`Outcome`].
+/// Ask a transmitter to POST messages (one, or a batch in Lambda's format, in this order); it
+/// answers with their [`Outcome`]s.
 #[derive(Message)]
 #[rtype(result = "Answer")]
 pub struct Deliver {
-    pub delivery: Arc<Delivery>,
+    pub records: Vec<crate::lease::Incoming>,
     /// Turns `true` when the shutdown deadline passes: the request is abandoned at once.
     pub cancel: watch::Receiver<bool>,
 }
@@ -95,9 +98,33 @@ pub struct Deliver {
 /// What the transmitter found out: the outcome, and for metrics the status it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
+    /// Every record's outcome, but those in `failed`.
     pub outcome: Outcome,
+    /// A batch the function answered in part: these records failed (each a Nack); the others
+    /// took `outcome` (an Ack).
+    pub failed: HashSet<Arc<str>>,
     /// The final HTTP status, when the webhook answered at all.
     pub status: Option<u16>,
+}
+
+impl Answer {
+    pub fn new(outcome: Outcome, status: Option<u16>) -> Answer {
+        Answer {
+            outcome,
+            failed: HashSet::new(),
+            status,
+        }
+    }
+
+    /// The outcome of one record.
+    pub fn outcome_of(&self, message_id: &str) -> Outcome {
+        if self.failed.contains(message_id) {
+            return Outcome::Nack {
+                reason: NackReason::ItemFailed,
+            };
+        }
+        self.outcome.clone()
+    }
 }
 
 /// What the webhook's answer means for the message.
@@ -130,6 +157,10 @@ pub enum NackReason {
     NoDeadLetterQueue,
     /// The webhook asked for the dead-letter queue, but the move failed (it reappears).
     DeadLetterFailed,
+    /// Lambda format: the function reported this record in `batchItemFailures`.
+    ItemFailed,
+    /// Lambda format: the function's answer failed the whole batch (SPEC 5.1's rules).
+    Function(crate::present::lambda::BatchFailure),
 }
 
 impl NackReason {
@@ -153,6 +184,8 @@ impl NackReason {
             NackReason::Cancelled => "cancelled",
             NackReason::NoDeadLetterQueue => "no_dead_letter_queue",
             NackReason::DeadLetterFailed => "dead_letter_failed",
+            NackReason::ItemFailed => "item_failed",
+            NackReason::Function(_) => "function_error",
         }
     }
 }
@@ -167,6 +200,8 @@ impl std::fmt::Display for NackReason {
             NackReason::Cancelled => f.write_str("cancelled at the shutdown deadline"),
             NackReason::NoDeadLetterQueue => f.write_str("dead letter asked, but no DLQ"),
             NackReason::DeadLetterFailed => f.write_str("dead letter asked, but the move failed"),
+            NackReason::ItemFailed => f.write_str("the function reported this record failed"),
+            NackReason::Function(why) => write!(f, "the batch failed: {why}"),
         }
     }
 }
@@ -176,7 +211,7 @@ impl std::fmt::Display for NackReason {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Settle {
-    pub lease: crate::lease::LeaseId,
+    pub post: crate::lease::PostId,
     pub answer: Answer,
     pub elapsed: Duration,
 }

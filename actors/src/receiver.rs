@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
-use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, Step, Why};
+use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, PostId, Step, Why};
 use crate::messages::{
     Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Peers, QueueKnown, Rejoin, Resume,
     Settle, Suspect,
@@ -217,7 +217,7 @@ impl SqsReceiverActor {
     fn run(&mut self, steps: Vec<Step>, ctx: &mut Context<Self>) {
         for step in steps {
             match step {
-                Step::Deliver(lease, delivery) => self.dispatch(lease, delivery, ctx),
+                Step::Deliver(post, records) => self.dispatch(post, records, ctx),
                 Step::Act(lease, action) => self.act(lease, action, ctx),
             }
         }
@@ -225,29 +225,30 @@ impl SqsReceiverActor {
         self.sync_in_flight();
     }
 
-    /// Hands one message to the transmitter; its answer comes back as a [`Settle`].
+    /// Hands one POST's messages to the transmitter; its answer comes back as a [`Settle`].
     fn dispatch(
         &mut self,
-        lease: LeaseId,
-        delivery: Arc<crate::messages::Delivery>,
+        post: PostId,
+        records: Vec<(LeaseId, Incoming)>,
         ctx: &mut Context<Self>,
     ) {
         let transmitter = self.transmitter.clone();
         let cancel = self.cancel.subscribe();
         let me = ctx.address();
+        let records = records.into_iter().map(|(_, r)| r).collect();
         actix_rt::spawn(async move {
             let started = Instant::now();
             let answer = transmitter
-                .send(Deliver { delivery, cancel })
+                .send(Deliver { records, cancel })
                 .await
-                .unwrap_or(Answer {
-                    outcome: Outcome::Nack {
+                .unwrap_or(Answer::new(
+                    Outcome::Nack {
                         reason: NackReason::TransmitterLost,
                     },
-                    status: None,
-                });
+                    None,
+                ));
             me.do_send(Settle {
-                lease,
+                post,
                 answer,
                 elapsed: started.elapsed(),
             });
@@ -619,34 +620,41 @@ impl Handler<Polled> for SqsReceiverActor {
 impl Handler<Settle> for SqsReceiverActor {
     type Result = ();
 
+    /// Each record of the POST takes its outcome (a POST abandoned at the shutdown deadline has
+    /// none left: its answer no longer counts).
     fn handle(&mut self, settle: Settle, ctx: &mut Self::Context) {
-        let Some(delivery) = self.ledger.delivery(settle.lease).cloned() else {
-            return; // Abandoned at the shutdown deadline: its answer no longer counts.
-        };
-        let message_id = delivery.message_id.as_ref();
-        let mut outcome = settle.answer.outcome;
-        if outcome == Outcome::DeadLetter && self.dead_letter.is_none() {
-            self.events.no_dead_letter_queue(message_id);
-            outcome = Outcome::Nack {
+        let mut answer = settle.answer;
+        if answer.outcome == Outcome::DeadLetter && self.dead_letter.is_none() {
+            answer.outcome = Outcome::Nack {
                 reason: NackReason::NoDeadLetterQueue,
             };
-        }
-        self.watch_for_outage(&outcome);
-        let decided = self.ledger.outcome(Instant::now(), settle.lease, &outcome);
-        // The applied visibility, even when it waits for an extension call to return first.
-        let secs = match decided.action {
-            Some(Action::Visibility { secs, .. }) => Some(secs),
-            _ => None,
-        };
-        match &outcome {
-            Outcome::Ack => self.events.acked(),
-            Outcome::Retry { .. } => self.events.retried(message_id, secs.unwrap_or(0)),
-            Outcome::Nack { reason } => {
-                self.events.nacked(message_id, reason, settle.elapsed, secs)
+            let first = self.ledger.first_of(settle.post);
+            if let Some(d) = first {
+                self.events.no_dead_letter_queue(&d.message_id);
             }
-            Outcome::DeadLetter => {}
         }
-        self.run(decided.steps, ctx);
+        self.watch_for_outage(&answer.outcome);
+        let answered = self.ledger.answered(Instant::now(), settle.post, |d| {
+            answer.outcome_of(&d.message_id)
+        });
+        for record in &answered.records {
+            let message_id = record.delivery.message_id.as_ref();
+            // The applied visibility, even when it waits for an extension call to return first.
+            let secs = match record.action {
+                Some(Action::Visibility { secs, .. }) => Some(secs),
+                _ => None,
+            };
+            match &record.outcome {
+                Outcome::Ack => self.events.acked(),
+                Outcome::Retry { .. } => self.events.retried(message_id, secs.unwrap_or(0)),
+                Outcome::Nack { reason } => {
+                    self.events.nacked(message_id, reason, settle.elapsed, secs)
+                }
+                Outcome::DeadLetter => {}
+            }
+        }
+        self.run(answered.steps, ctx);
+        self.arm_heartbeat(ctx);
         self.poll(ctx);
         self.check_drained(ctx);
     }

@@ -330,6 +330,8 @@ pub struct QueueAttributes {
     pub visibility_timeout: Option<Duration>,
     /// `RedrivePolicy`'s `deadLetterTargetArn`, if there is a policy.
     pub dead_letter_target: Option<String>,
+    /// `QueueArn` (the Lambda event's `eventSourceARN`).
+    pub arn: Option<String>,
 }
 
 /// A queue named by an SQS ARN: `arn:aws:sqs:us-east-1:123456789012:name`.
@@ -462,6 +464,21 @@ impl SqsQueue {
         self.fifo
     }
 
+    /// The queue's ARN as its URL (`…/<account>/<name>`) and the client's region spell it, for
+    /// when its `QueueArn` attribute cannot be read (partition `aws`).
+    pub fn arn_from_url(&self) -> String {
+        let mut path = self.url.rsplit('/').filter(|p| !p.is_empty());
+        let name = path.next().unwrap_or_default();
+        let account = path.next().unwrap_or_default();
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        format!("arn:aws:sqs:{region}:{account}:{name}")
+    }
+
     /// SQS has answered for this queue at least once.
     pub fn is_confirmed(&self) -> bool {
         self.confirmed.load(Ordering::Relaxed)
@@ -490,6 +507,7 @@ impl SqsQueue {
                 .queue_url(self.url.as_ref())
                 .attribute_names(QueueAttributeName::VisibilityTimeout)
                 .attribute_names(QueueAttributeName::RedrivePolicy)
+                .attribute_names(QueueAttributeName::QueueArn)
                 .send()
                 .await;
             self.events
@@ -506,6 +524,10 @@ impl SqsQueue {
                         dead_letter_target: attrs
                             .get(&QueueAttributeName::RedrivePolicy)
                             .and_then(|p| dead_letter_target(p)),
+                        arn: attrs
+                            .get(&QueueAttributeName::QueueArn)
+                            .filter(|a| QueueArn::parse(a).is_some())
+                            .cloned(),
                     });
                 }
                 Err(e) => {

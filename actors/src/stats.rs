@@ -44,6 +44,9 @@ pub struct Stats {
     pub(crate) redelivered_while_held: Counter,
     pub(crate) restarts: Family<Label, Counter>,
     pub(crate) restarts_total: Counter,
+    /// Lambda format: POSTs by result (`ok`, `partial`, `failed`, `retry`), and their sizes.
+    pub(crate) batches: Family<Label, Counter>,
+    pub(crate) batch_records: Histogram,
     /// Log lines the asynchronous log drain dropped (its queue was full).
     pub log_lines_dropped: Counter,
     registry: Registry,
@@ -104,6 +107,9 @@ impl Stats {
             redelivered_while_held: Counter::default(),
             restarts: Family::default(),
             restarts_total: Counter::default(),
+            batches: Family::default(),
+            // 1 to 16 384 records.
+            batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             log_lines_dropped: Counter::default(),
             registry: Registry::default(),
             throttles: Mutex::new(Vec::new()),
@@ -180,6 +186,16 @@ impl Stats {
             "actor_restarts",
             "Actor restarts performed by supervision, by actor",
             stats.restarts.clone(),
+        );
+        r.register(
+            "batches",
+            "Lambda-format batches POSTed, by result (ok, partial, failed, retry)",
+            stats.batches.clone(),
+        );
+        r.register(
+            "batch_records",
+            "Records per Lambda-format batch",
+            stats.batch_records.clone(),
         );
         r.register(
             "log_lines_dropped",

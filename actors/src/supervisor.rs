@@ -13,10 +13,11 @@ use tokio::sync::oneshot;
 
 use crate::events::Events;
 use crate::health::{HealthCheckActor, OfflineAction};
-use crate::lease::{Holders, Ledger, LedgerSettings};
+use crate::lease::{Holders, Ledger, LedgerSettings, Posts};
 use crate::messages::{
     Crash, Drain, Fault, HealthReport, Inject, Pause, Peers, Ping, QueueKnown, Resume, Shutdown,
 };
+use crate::present::{lambda, Format};
 use crate::receiver::{ReceiverParts, SqsReceiverActor};
 use crate::sqs::{self, Backoff, DeadLetterQueue, QueueArn, QueueAttributes, SqsQueue};
 use crate::stats::{process_usage, Stats, THROTTLE_WINDOW};
@@ -109,6 +110,8 @@ struct Started {
     attributes_unknown: bool,
     /// Neither configured nor said by the queue: receives ask for [`DEFAULT_VISIBILITY`].
     visibility_assumed: bool,
+    /// The queue's `QueueArn`, when its attributes could be read.
+    arn: Option<String>,
 }
 
 /// `CARRIER_EXIT_WHEN_IDLE`'s clock: the counts last seen, and since when neither has moved.
@@ -181,6 +184,7 @@ impl Supervisor {
         };
         let dead_letter = Self::dead_letter_queue(&queue, attributes.dead_letter_target, log).await;
         Started {
+            arn: attributes.arn,
             queue,
             visibility,
             dead_letter,
@@ -267,8 +271,31 @@ impl Supervisor {
         let _ = self.readiness.resolved.set(queue.confirmed_flag());
         let webhook = Arc::new(s.webhook.clone());
         let queue_name = s.queue.display_name();
+        let workers = s.workers_per_receiver.max(1);
+        let (posts, receive_size) = match s.webhook.format {
+            Format::Message => (Posts::single(workers), s.batch_size),
+            // Receives of 10 until a batch is full (SPEC 5.1).
+            Format::Lambda { batch_size, window } => (
+                Posts {
+                    size: batch_size.max(1),
+                    window,
+                    concurrency: workers,
+                    max_bytes: lambda::MAX_PAYLOAD - lambda::EVENT_OVERHEAD,
+                    record_bytes: lambda::record_bytes,
+                },
+                sqs::MAX_BATCH_SIZE,
+            ),
+        };
+        let source = matches!(s.webhook.format, Format::Lambda { .. }).then(|| {
+            lambda::EventSource::from_arn(
+                &started.arn.clone().unwrap_or_else(|| queue.arn_from_url()),
+            )
+        });
         let ledger = LedgerSettings {
-            slots: s.workers_per_receiver.max(1),
+            // A receiver holds at most workers × batch size messages, the batch being gathered
+            // included.
+            slots: workers * posts.size,
+            posts,
             fifo: queue.is_fifo(),
             visibility: started.visibility,
             heartbeat: started.visibility >= Duration::from_secs(1),
@@ -308,20 +335,27 @@ impl Supervisor {
         let peers = Peers::default();
         for id in 0..s.receivers {
             let thread = &threads[id % threads.len()];
-            let (webhook, tls) = (webhook.clone(), self.tls.clone());
+            let (webhook, tls, source) = (webhook.clone(), self.tls.clone(), source.clone());
             let events = self
                 .events
                 .with_log(self.root_log.new(o!("source" => "transmitter")));
             let max_connections = s.workers_per_receiver;
             let queue_name = queue_name.clone();
             let transmitter = actix::Supervisor::start_in_arbiter(thread, move |_| {
-                WebhookTransmitterActor::new(webhook, tls, max_connections, &queue_name, events)
+                WebhookTransmitterActor::new(
+                    webhook,
+                    tls,
+                    max_connections,
+                    &queue_name,
+                    source,
+                    events,
+                )
             });
             let parts = ReceiverParts {
                 id,
                 queue: queue.clone(),
                 transmitter: transmitter.clone(),
-                batch_size: s.batch_size,
+                batch_size: receive_size,
                 receive_visibility,
                 ledger: Ledger::new(ledger.clone()).shared(id, holders.clone()),
                 dead_letter: started.dead_letter.clone(),

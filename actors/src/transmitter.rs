@@ -20,8 +20,11 @@ use tokio::sync::watch;
 
 use crate::events::Events;
 use crate::http::{self, Endpoint, RedirectRefused};
+use crate::lease::Incoming;
 use crate::messages::{Answer, AttributeValue, Crash, Deliver, Delivery, NackReason, Outcome};
+use crate::present::{lambda, Format};
 use crate::signing::SigningKeys;
+use bytes::Bytes;
 
 /// At most this much of a webhook's response body is read (to keep the connection reusable);
 /// the answer is the status and headers, the body is ignored.
@@ -52,6 +55,8 @@ mod names {
     pub const SEQUENCE_NUMBER: &str = "x-carrier-sequence-number";
     pub const ATTRIBUTE_PREFIX: &str = "x-carrier-attribute-";
     pub const DEAD_LETTER: &str = "x-carrier-dead-letter";
+    /// Lambda format: the function failed (the Runtime Interface Emulator's header).
+    pub const FUNCTION_ERROR: &str = "x-amz-function-error";
     pub const TRACE_ID: &str = "x-amzn-trace-id";
     pub const TRACEPARENT: &str = "traceparent";
     pub const TRACESTATE: &str = "tracestate";
@@ -131,6 +136,8 @@ pub struct WebhookSettings {
     pub header_style: HeaderStyle,
     /// Sign each request (Standard Webhooks) with these keys.
     pub signing: Option<SigningKeys>,
+    /// What one POST carries: one message, or a batch in Lambda's event format.
+    pub format: Format,
 }
 
 impl Default for WebhookSettings {
@@ -143,6 +150,7 @@ impl Default for WebhookSettings {
             success_codes: SuccessCodes::default(),
             header_style: HeaderStyle::Carrier,
             signing: None,
+            format: Format::Message,
         }
     }
 }
@@ -158,6 +166,9 @@ struct Shape {
     queue_name: Option<HeaderValue>,
     authorization: Option<HeaderValue>,
     default_content_type: Option<HeaderValue>,
+    format: Format,
+    /// Lambda format: the queue, as the event names it.
+    source: Option<lambda::EventSource>,
     events: Events,
 }
 
@@ -178,10 +189,11 @@ impl WebhookTransmitterActor {
         tls: Arc<rustls::ClientConfig>,
         max_connections: usize,
         queue_name: &str,
+        source: Option<lambda::EventSource>,
         events: Events,
     ) -> Self {
         WebhookTransmitterActor {
-            shape: Arc::new(Shape::new(settings, queue_name, events)),
+            shape: Arc::new(Shape::new(settings, queue_name, source, events)),
             tls,
             max_connections,
             client: None,
@@ -190,8 +202,15 @@ impl WebhookTransmitterActor {
 }
 
 impl Shape {
-    fn new(settings: Arc<WebhookSettings>, queue_name: &str, events: Events) -> Shape {
+    fn new(
+        settings: Arc<WebhookSettings>,
+        queue_name: &str,
+        source: Option<lambda::EventSource>,
+        events: Events,
+    ) -> Shape {
         Shape {
+            format: settings.format,
+            source,
             uri: settings.endpoint.url.parse().ok(),
             url: url::Url::parse(&settings.endpoint.url).ok(),
             queue_name: HeaderValue::from_str(queue_name).ok(),
@@ -213,14 +232,13 @@ impl Shape {
         &self,
         client: &awc::Client,
         uri: &awc::http::Uri,
-        headers: &[(HeaderName, HeaderValue)],
-        d: &Delivery,
+        p: &Prepared,
         signature: Option<&(String, String)>,
     ) -> awc::ClientRequest {
         // Header names as Go writes them (`X-Carrier-Receive-Count`), for workers that compare
         // names case-sensitively.
         let mut req = client.post(uri.clone()).camel_case();
-        for (name, value) in headers {
+        for (name, value) in &p.headers {
             req = req.append_header((name.clone(), value.clone()));
         }
         if self.settings.header_style == HeaderStyle::Sqsd {
@@ -235,12 +253,12 @@ impl Shape {
         }
         if let Some((timestamp, signature)) = signature {
             let signed = [
-                (names::WEBHOOK_ID, &*d.message_id),
+                (names::WEBHOOK_ID, &*p.id),
                 (names::WEBHOOK_TIMESTAMP, timestamp),
                 (names::WEBHOOK_SIGNATURE, signature),
             ];
             for (name, value) in signed {
-                if let Some(v) = self.value(name, value, d) {
+                if let Some(v) = self.value(name, value, &p.id) {
                     req = req.insert_header((HeaderName::from_static(name), v));
                 }
             }
@@ -254,13 +272,13 @@ impl Shape {
     fn headers(&self, d: &Delivery) -> Vec<(HeaderName, HeaderValue)> {
         let put = |name: &'static str, value: Option<&str>| {
             value
-                .and_then(|v| self.message_value(name, v, d))
+                .and_then(|v| self.message_value(name, v, &d.message_id))
                 .map(|v| (HeaderName::from_static(name), v))
         };
         let mut headers = Vec::with_capacity(16);
         let content_type = d
             .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
-            .and_then(|ct| self.message_value("Content-Type", ct, d))
+            .and_then(|ct| self.message_value("Content-Type", ct, &d.message_id))
             .or_else(|| self.default_content_type.clone());
         headers.extend(content_type.map(|ct| (header::CONTENT_TYPE, ct)));
         let queue_name = match self.settings.header_style {
@@ -341,11 +359,11 @@ impl Shape {
                 .ok()
                 .filter(|_| printable_ascii(text));
             let (Ok(header), Some(value)) = (header, value) else {
-                self.skipped(name, d);
+                self.skipped(name, &d.message_id);
                 continue;
             };
             if text.len() > MAX_ATTRIBUTE_VALUE {
-                self.too_long(name, text.len(), d);
+                self.too_long(name, text.len(), &d.message_id);
                 continue;
             }
             let cost = header.as_str().len() + text.len();
@@ -357,7 +375,7 @@ impl Shape {
             headers.push((header, value));
         }
         if let Some(first) = over_budget.first() {
-            self.over_budget(first, over_budget.len(), d);
+            self.over_budget(first, over_budget.len(), &d.message_id);
         }
     }
 
@@ -366,60 +384,168 @@ impl Shape {
     /// A header value from the message's own data (its metadata, `Content-Type`, trace context):
     /// also skipped, with a warning, when over [`MAX_ATTRIBUTE_VALUE`], so that no message can
     /// make its request head too large for the webhook server on every try.
-    fn message_value(&self, name: &str, value: &str, d: &Delivery) -> Option<HeaderValue> {
+    fn message_value(&self, name: &str, value: &str, id: &str) -> Option<HeaderValue> {
         if value.len() > MAX_ATTRIBUTE_VALUE {
-            self.too_long(name, value.len(), d);
+            self.too_long(name, value.len(), id);
             return None;
         }
-        self.value(name, value, d)
+        self.value(name, value, id)
     }
 
-    fn value(&self, name: &str, value: &str, d: &Delivery) -> Option<HeaderValue> {
+    fn value(&self, name: &str, value: &str, id: &str) -> Option<HeaderValue> {
         match HeaderValue::from_str(value) {
             Ok(v) => Some(v),
             Err(_) => {
-                self.skipped(name, d);
+                self.skipped(name, id);
                 None
             }
         }
     }
 
-    fn skipped(&self, name: &str, d: &Delivery) {
+    fn skipped(&self, name: &str, id: &str) {
         if self.events.stats().throttle("header skipped") {
             warn!(self.events.log(), "skipping a header whose value is not a valid header value";
-                "header" => name, "message_id" => d.message_id.as_ref());
+                "header" => name, "message_id" => id);
         }
     }
 
-    fn too_long(&self, name: &str, len: usize, d: &Delivery) {
+    fn too_long(&self, name: &str, len: usize, id: &str) {
         if self.events.stats().throttle("header too long") {
             warn!(self.events.log(), "skipping a header whose value is over 1 KiB";
-                "header" => name, "bytes" => len, "message_id" => d.message_id.as_ref());
+                "header" => name, "bytes" => len, "message_id" => id);
         }
     }
 
-    fn over_budget(&self, first: &str, skipped: usize, d: &Delivery) {
+    fn over_budget(&self, first: &str, skipped: usize, id: &str) {
         if self.events.stats().throttle("header budget") {
             warn!(self.events.log(), "skipping attribute headers beyond their 8 KiB budget";
-                "first" => first, "skipped" => skipped, "message_id" => d.message_id.as_ref());
+                "first" => first, "skipped" => skipped, "message_id" => id);
         }
     }
 
     /// A redirect to another origin: nothing was sent there. `location` is already redacted.
-    fn refused(&self, status: u16, location: &str, d: &Delivery) {
+    fn refused(&self, status: u16, location: &str, id: &str) {
         if self.events.stats().throttle("redirect refused") {
             warn!(self.events.log(), "redirect to another origin not followed; nothing sent there";
                 "status" => status, "location" => location,
                 "endpoint" => &self.settings.endpoint.redacted,
-                "message_id" => d.message_id.as_ref());
+                "message_id" => id);
         }
     }
 
     /// A Standard Webhooks signature made `at` (epoch seconds), when signing is configured:
     /// (timestamp, signature).
-    fn signature(&self, d: &Delivery, at: u64) -> Option<(String, String)> {
+    fn signature(&self, p: &Prepared, at: u64) -> Option<(String, String)> {
         let keys = self.settings.signing.as_ref()?;
-        Some((at.to_string(), keys.sign(&d.message_id, at, &d.body)))
+        Some((at.to_string(), keys.sign(&p.id, at, &p.body)))
+    }
+
+    /// What is POSTed for these records, in this transmitter's format.
+    fn prepare(&self, records: &[Incoming]) -> Prepared {
+        let first = records
+            .first()
+            .map(|r| r.delivery.message_id.clone())
+            .unwrap_or_else(|| Arc::from(""));
+        match (&self.format, &self.source) {
+            (Format::Lambda { .. }, Some(source)) => {
+                let records: Vec<lambda::Record<'_>> = records
+                    .iter()
+                    .map(|r| lambda::Record {
+                        delivery: &r.delivery,
+                        receipt: &r.receipt,
+                    })
+                    .collect();
+                let mut headers = vec![(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )];
+                if let Some(q) = &self.queue_name {
+                    headers.push((HeaderName::from_static(names::QUEUE_NAME), q.clone()));
+                }
+                Prepared {
+                    id: first,
+                    body: Bytes::from(lambda::event(&records, source)),
+                    headers,
+                }
+            }
+            _ => match records.first() {
+                Some(r) => Prepared {
+                    id: first,
+                    body: r.delivery.body.clone(),
+                    headers: self.headers(&r.delivery),
+                },
+                None => Prepared {
+                    id: first,
+                    body: Bytes::new(),
+                    headers: Vec::new(),
+                },
+            },
+        }
+    }
+
+    /// Lambda format: the answer to a batch, read as Lambda reads a function's answer with
+    /// `ReportBatchItemFailures` (the body, up to 6 MB, is read only when it can matter).
+    async fn judge_batch(
+        &self,
+        mut response: awc::ClientResponse,
+        records: &[Incoming],
+    ) -> Result<Answer, awc::error::PayloadError> {
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        let function_error = headers.contains_key(names::FUNCTION_ERROR);
+        let retry_until = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| http::retry_after(v, SystemTime::now()));
+        let success = self.settings.success_codes.contains(status);
+        let body = if success && !function_error {
+            match response.body().limit(lambda::MAX_PAYLOAD).await {
+                Ok(body) => Some(body),
+                Err(awc::error::PayloadError::Overflow) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            Some(Bytes::new())
+        };
+        let ids: Vec<Arc<str>> = records
+            .iter()
+            .map(|r| r.delivery.message_id.clone())
+            .collect();
+        let read = match &body {
+            Some(body) => lambda::read_answer(
+                lambda::Answer {
+                    status,
+                    success,
+                    function_error,
+                    retry_until,
+                    body,
+                },
+                &ids,
+            ),
+            None => lambda::BatchAnswer::Failed(lambda::BatchFailure::TooLarge),
+        };
+        let status = Some(status);
+        Ok(match read {
+            lambda::BatchAnswer::Ok => Answer::new(Outcome::Ack, status),
+            lambda::BatchAnswer::Partial(failed) => Answer {
+                outcome: Outcome::Ack,
+                failed: failed.into_iter().collect(),
+                status,
+            },
+            lambda::BatchAnswer::Retry(until) => Answer::new(Outcome::Retry { until }, status),
+            lambda::BatchAnswer::Failed(lambda::BatchFailure::Status(code)) => Answer::new(
+                Outcome::Nack {
+                    reason: NackReason::Status(code),
+                },
+                status,
+            ),
+            lambda::BatchAnswer::Failed(why) => Answer::new(
+                Outcome::Nack {
+                    reason: NackReason::Function(why),
+                },
+                status,
+            ),
+        })
     }
 
     /// The answer a response stands for.
@@ -446,10 +572,7 @@ impl Shape {
                 },
             }
         };
-        Answer {
-            outcome,
-            status: Some(status),
-        }
+        Answer::new(outcome, Some(status))
     }
 
     /// POSTs the body, following up to [`MAX_REDIRECTS`] `307`/`308` redirects (which keep the
@@ -459,29 +582,25 @@ impl Shape {
     /// into a GET without the body, and acknowledging that would acknowledge a message never
     /// delivered.
     /// The answer, and the final response whose body is still to be read.
-    async fn send(
-        &self,
-        client: &awc::Client,
-        d: &Delivery,
-    ) -> Result<(Answer, awc::ClientResponse), SendRequestError> {
+    async fn send(&self, client: &awc::Client, p: &Prepared) -> Result<Sent, SendRequestError> {
         let (Some(endpoint), Some(mut uri)) = (&self.url, self.uri.clone()) else {
             return Err(SendRequestError::Url(awc::error::InvalidUrl::MissingScheme));
         };
-        let headers = self.headers(d);
         let mut current = endpoint.clone();
         let mut hops = 0;
         loop {
-            let signature = self.signature(d, unix_now());
-            let request = self.request(client, &uri, &headers, d, signature.as_ref());
-            let mut response = request.send_body(d.body.clone()).await?;
-            match self.next_hop(endpoint, &current, &response, hops, d) {
+            let signature = self.signature(p, unix_now());
+            let request = self.request(client, &uri, p, signature.as_ref());
+            let mut response = request.send_body(p.body.clone()).await?;
+            match self.next_hop(endpoint, &current, &response, hops, &p.id) {
                 Hop::Follow(next_url, next_uri) => {
                     hops += 1;
                     // Within the delivery's deadline: a redirect is not an answer yet.
                     let _ = response.body().limit(MAX_RESPONSE_BODY).await;
                     (current, uri) = (next_url, next_uri);
                 }
-                Hop::Stop(answer) => return Ok((answer, response)),
+                Hop::Stop => return Ok(Sent::Answered(response)),
+                Hop::Refused(answer) => return Ok(Sent::Refused(answer)),
             }
         }
     }
@@ -493,7 +612,7 @@ impl Shape {
         current: &url::Url,
         response: &awc::ClientResponse,
         hops: usize,
-        d: &Delivery,
+        id: &str,
     ) -> Hop {
         let status = response.status().as_u16();
         let location = matches!(status, 307 | 308)
@@ -501,33 +620,49 @@ impl Shape {
             .flatten()
             .and_then(|l| l.to_str().ok());
         let Some(location) = location.filter(|_| hops < MAX_REDIRECTS) else {
-            return Hop::Stop(self.judge(response));
+            return Hop::Stop;
         };
         match http::redirect_target(endpoint, current, location) {
             Ok(next) => match next.as_str().parse() {
                 Ok(uri) => Hop::Follow(next, uri),
-                Err(_) => Hop::Stop(self.judge(response)),
+                Err(_) => Hop::Stop,
             },
             Err(RedirectRefused::OtherOrigin(shown)) => {
-                self.refused(status, &shown, d);
-                Hop::Stop(Answer {
-                    outcome: Outcome::Nack {
+                self.refused(status, &shown, id);
+                Hop::Refused(Answer::new(
+                    Outcome::Nack {
                         reason: NackReason::Status(status),
                     },
-                    status: Some(status),
-                })
+                    Some(status),
+                ))
             }
-            Err(RedirectRefused::Invalid) => Hop::Stop(self.judge(response)),
+            Err(RedirectRefused::Invalid) => Hop::Stop,
         }
     }
+}
+
+/// What one POST carries: its body, the headers every request of it (redirect hops too) has,
+/// and the id it is signed with (the message's, or a batch's first record's).
+struct Prepared {
+    id: Arc<str>,
+    body: Bytes,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Where a delivery goes after one response.
 enum Hop {
     /// A redirect within the endpoint's origin, to this URL.
     Follow(url::Url, awc::http::Uri),
-    /// No (further) redirect: this is the answer.
-    Stop(Answer),
+    /// No (further) redirect: this response is the answer.
+    Stop,
+    /// A redirect to another origin: not followed, this is the answer.
+    Refused(Answer),
+}
+
+/// How a POST ended: with a response to read, or a redirect refused.
+enum Sent {
+    Answered(awc::ClientResponse),
+    Refused(Answer),
 }
 
 /// Seconds since the Unix epoch, for signatures.
@@ -556,15 +691,19 @@ pub fn request_headers(
         Arc::new(crate::stats::Stats::new()),
         slog::Logger::root(slog::Discard, slog::o!()),
     );
-    let shape = Shape::new(Arc::new(settings.clone()), queue_name, events);
+    let shape = Shape::new(Arc::new(settings.clone()), queue_name, None, events);
     let client = awc::Client::default();
-    let signature = shape.signature(delivery, 0);
+    let prepared = Prepared {
+        id: delivery.message_id.clone(),
+        body: delivery.body.clone(),
+        headers: shape.headers(delivery),
+    };
+    let signature = shape.signature(&prepared, 0);
     let uri = shape
         .uri
         .clone()
         .expect("Endpoint::parse yields a valid URI");
-    let headers = shape.headers(delivery);
-    let request = shape.request(&client, &uri, &headers, delivery, signature.as_ref());
+    let request = shape.request(&client, &uri, &prepared, signature.as_ref());
     request
         .headers()
         .iter()
@@ -637,13 +776,32 @@ impl Handler<Deliver> for WebhookTransmitterActor {
         let shape = self.shape.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let d = &deliver.delivery;
+            let records = &deliver.records;
+            let prepared = shape.prepare(records);
             let deadline = started + shape.settings.request_timeout;
-            let send = tokio::time::timeout_at(deadline.into(), shape.send(&client, d));
+            // The answer, and (one message per POST) the response whose body is still to be
+            // read so the connection can be reused; a batch's answer is its body.
+            let exchange = async {
+                Ok(match shape.send(&client, &prepared).await? {
+                    Sent::Refused(answer) => (answer, None),
+                    Sent::Answered(response) => match shape.format {
+                        Format::Message => (shape.judge(&response), Some(response)),
+                        Format::Lambda { .. } => match shape.judge_batch(response, records).await {
+                            Ok(answer) => (answer, None),
+                            Err(e) => (
+                                nack(NackReason::Connect(format!("reading the answer: {e}"))),
+                                None,
+                            ),
+                        },
+                    },
+                })
+            };
             let answer = tokio::select! {
-                result = send => match result {
+                result = tokio::time::timeout_at(deadline.into(), exchange) => match result {
                     Ok(Ok((answer, response))) => {
-                        drain_body(response).await;
+                        if let Some(response) = response {
+                            drain_body(response).await;
+                        }
                         answer
                     }
                     Ok(Err(SendRequestError::Timeout)) | Err(_) => nack(NackReason::Timeout),
@@ -653,17 +811,19 @@ impl Handler<Deliver> for WebhookTransmitterActor {
             };
             shape
                 .events
-                .delivered(&d.message_id, &answer, started.elapsed());
+                .delivered(&prepared.id, &answer, started.elapsed());
+            if matches!(shape.format, Format::Lambda { .. }) {
+                shape
+                    .events
+                    .batch_answered(&prepared.id, records.len(), &answer);
+            }
             answer
         })
     }
 }
 
 fn nack(reason: NackReason) -> Answer {
-    Answer {
-        outcome: Outcome::Nack { reason },
-        status: None,
-    }
+    Answer::new(Outcome::Nack { reason }, None)
 }
 
 impl Handler<Crash> for WebhookTransmitterActor {

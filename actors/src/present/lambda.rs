@@ -8,6 +8,7 @@
 //! clients or SQS calls.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,6 +19,11 @@ use crate::messages::{AttributeValue, Delivery};
 
 /// Lambda's limit on an invocation's payload, and so on an event and on an answer read.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+/// What an event adds around its records: `{"Records":[` and `]}`.
+pub const EVENT_OVERHEAD: usize = 14;
+/// Room kept in [`record_bytes`] for what is not known when a message is received: its receipt
+/// handle (it may be replaced by a newer one) and the queue's ARN and region.
+const RECORD_RESERVE: usize = 1024 + 2 * 256;
 
 /// The queue the records come from, as the event names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,40 +54,77 @@ pub struct Record<'a> {
 /// Writes the `{"Records":[...]}` event for `records`, in their order.
 pub fn event(records: &[Record<'_>], source: &EventSource) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.iter().map(|r| r.delivery.body.len() + 640).sum());
-    out.extend_from_slice(b"{\"Records\":[");
+    put(&mut out, b"{\"Records\":[");
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            put(&mut out, b",");
         }
         write_record(&mut out, *record, source);
     }
-    out.extend_from_slice(b"]}");
+    put(&mut out, b"]}");
     out
 }
 
+/// The most bytes one message adds to an event as a record (its comma included): exact for what
+/// the message holds, with room for its receipt handle and the queue's ARN and region. A batch
+/// whose records add up to at most `MAX_PAYLOAD - EVENT_OVERHEAD` is an event within Lambda's limit.
+pub fn record_bytes(delivery: &Delivery) -> usize {
+    let mut counter = Counter(0);
+    let source = EventSource {
+        arn: String::new(),
+        region: String::new(),
+    };
+    let record = Record {
+        delivery,
+        receipt: "",
+    };
+    write_record(&mut counter, record, &source);
+    counter.0 + 1 + RECORD_RESERVE
+}
+
+/// Counts what is written to it.
+struct Counter(usize);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes to a `Vec` or a [`Counter`], neither of which can fail.
+fn put(out: &mut impl Write, bytes: &[u8]) {
+    out.write_all(bytes)
+        .expect("an in-memory writer cannot fail");
+}
+
 /// A JSON string (escaped as JSON requires).
-fn string(out: &mut Vec<u8>, value: &str) {
-    serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+fn string(out: &mut impl Write, value: &str) {
+    serde_json::to_writer(out, value).expect("an in-memory writer cannot fail");
 }
 
 /// `"key":"value"` for a string value.
-fn field(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.push(b'"');
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
+fn field(out: &mut impl Write, key: &str, value: &str) {
+    put(out, b"\"");
+    put(out, key.as_bytes());
+    put(out, b"\":");
     string(out, value);
 }
 
-fn write_record(out: &mut Vec<u8>, record: Record<'_>, source: &EventSource) {
+fn write_record(out: &mut impl Write, record: Record<'_>, source: &EventSource) {
     let d = record.delivery;
-    out.push(b'{');
+    put(out, b"{");
     field(out, "messageId", &d.message_id);
-    out.push(b',');
+    put(out, b",");
     field(out, "receiptHandle", record.receipt);
-    out.push(b',');
+    put(out, b",");
     // SQS bodies are text; bytes that are not UTF-8 cannot be in one (replaced, never dropped).
     field(out, "body", &String::from_utf8_lossy(&d.body));
-    out.extend_from_slice(b",\"attributes\":{");
+    put(out, b",\"attributes\":{");
     let system = [
         ("ApproximateReceiveCount", d.receive_count.as_deref()),
         ("SentTimestamp", d.sent_time.as_deref()),
@@ -99,18 +142,18 @@ fn write_record(out: &mut Vec<u8>, record: Record<'_>, source: &EventSource) {
     for (name, value) in system {
         let Some(value) = value else { continue };
         if !first {
-            out.push(b',');
+            put(out, b",");
         }
         first = false;
         field(out, name, value);
     }
-    out.extend_from_slice(b"},\"messageAttributes\":{");
+    put(out, b"},\"messageAttributes\":{");
     for (i, a) in d.attributes.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            put(out, b",");
         }
         string(out, &a.name);
-        out.extend_from_slice(b":{");
+        put(out, b":{");
         match &a.value {
             AttributeValue::Text(text) => field(out, "stringValue", text),
             AttributeValue::Binary(bytes) => field(
@@ -119,27 +162,27 @@ fn write_record(out: &mut Vec<u8>, record: Record<'_>, source: &EventSource) {
                 &base64::engine::general_purpose::STANDARD.encode(bytes),
             ),
         }
-        out.extend_from_slice(b",\"stringListValues\":[],\"binaryListValues\":[],");
+        put(out, b",\"stringListValues\":[],\"binaryListValues\":[],");
         field(out, "dataType", &a.data_type);
-        out.push(b'}');
+        put(out, b"}");
     }
-    out.extend_from_slice(b"},");
+    put(out, b"},");
     field(
         out,
         "md5OfBody",
         d.md5_of_body.as_deref().unwrap_or_default(),
     );
     if let Some(md5) = &d.md5_of_attributes {
-        out.push(b',');
+        put(out, b",");
         field(out, "md5OfMessageAttributes", md5);
     }
-    out.push(b',');
+    put(out, b",");
     field(out, "eventSource", "aws:sqs");
-    out.push(b',');
+    put(out, b",");
     field(out, "eventSourceARN", &source.arn);
-    out.push(b',');
+    put(out, b",");
     field(out, "awsRegion", &source.region);
-    out.push(b'}');
+    put(out, b"}");
 }
 
 /// What the function's answer means for the batch.
@@ -223,18 +266,19 @@ pub fn read_answer(answer: Answer<'_>, batch: &[Arc<str>]) -> BatchAnswer {
         Some(Value::Array(items)) => items,
         Some(_) => return failed(BatchFailure::BadItemIdentifier),
     };
+    let members: HashSet<&str> = batch.iter().map(|m| &**m).collect();
+    let mut named: HashSet<&str> = HashSet::with_capacity(items.len());
     let mut failures: Vec<Arc<str>> = Vec::with_capacity(items.len());
     for item in items {
         let id = item
             .get("itemIdentifier")
             .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .and_then(|id| batch.iter().find(|m| &***m == id));
-        let Some(id) = id else {
+            .filter(|id| !id.is_empty());
+        let Some(id) = id.and_then(|id| members.get(id)) else {
             return failed(BatchFailure::BadItemIdentifier);
         };
-        if !failures.contains(id) {
-            failures.push(id.clone());
+        if named.insert(id) {
+            failures.push(Arc::from(*id));
         }
     }
     if failures.is_empty() {
