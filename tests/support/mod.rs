@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod fake_sqs;
+pub mod powertools;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -416,8 +417,10 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// How long the "worker" takes before answering.
     pub delay: Duration,
-    /// Response body size in bytes (filled with `x`).
+    /// Response body size in bytes (filled with `x`), unless `text` is set.
     pub body_len: usize,
+    /// The response body.
+    pub text: Option<String>,
 }
 
 impl Reply {
@@ -427,7 +430,14 @@ impl Reply {
             headers: Vec::new(),
             delay: Duration::ZERO,
             body_len: 0,
+            text: None,
         }
+    }
+
+    /// This body (e.g. a Lambda function's answer).
+    pub fn text(mut self, text: &str) -> Reply {
+        self.text = Some(text.into());
+        self
     }
 
     pub fn body_of(mut self, len: usize) -> Reply {
@@ -617,7 +627,10 @@ async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>) -
     }
     state.answered.lock().unwrap().push(request.body);
     state.bump();
-    response.body(vec![b'x'; reply.body_len])
+    match reply.text {
+        Some(text) => response.body(text),
+        None => response.body(vec![b'x'; reply.body_len]),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
