@@ -71,9 +71,9 @@ fn server() -> FakeSqs {
     })
 }
 
-/// Moves `n` messages through a fresh carrier. With `scrape`, GETs `/metrics` 20 times a second
-/// meanwhile (does a scraper slow delivery?).
-async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool) -> Run {
+/// Moves `n` messages (bodies of at least `body_bytes`) through a fresh carrier. With `scrape`,
+/// GETs `/metrics` 20 times a second meanwhile (does a scraper slow delivery?).
+async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, body_bytes: usize) -> Run {
     let older_servers = threads_cpu_seconds("fake-sqs");
     // The sink: its system thread ("test-sink") and actix-web's acceptor and worker threads.
     let older_sinks = threads_cpu_seconds("test-sink")
@@ -82,7 +82,8 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool) -> Run 
         .collect();
     let sqs = server();
     sqs.create_queue("bench", QueueConfig::standard());
-    let bodies: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let padding = "p".repeat(body_bytes);
+    let bodies: Vec<String> = (0..n).map(|i| format!("m{i}{padding}")).collect();
     sqs.send_all("bench", &bodies);
     let sink = Sink::answering(200);
     let mut env = sqs.carrier_env("bench", &sink);
@@ -141,7 +142,7 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool) -> Run 
     assert_eq!(counts.deleted, n as u64);
     assert!(counts.received >= n as u64);
     let requests = sink.requests();
-    assert!(requests.len() >= n);
+    assert!(!requests.is_empty());
     let first_post = requests.iter().map(|r| r.at).min().unwrap() - started;
     let per_msg = |seconds: f64| seconds / n as f64 * 1e6;
     Run {
@@ -156,8 +157,9 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool) -> Run 
     }
 }
 
-/// A benchmark configuration: label, messages, extra environment, scrape /metrics meanwhile.
-type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool);
+/// A benchmark configuration: label, messages, extra environment, scrape /metrics meanwhile,
+/// body bytes.
+type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool, usize);
 
 fn messages_wanted(default: usize) -> usize {
     std::env::var("CARRIER_BENCH_MESSAGES")
@@ -228,40 +230,78 @@ async fn bench() {
     ];
     let two = [batch[0], batch[1], ("CARRIER_SQS_RECEIVERS", "2")];
     let two_threads = [two[0], two[1], two[2], ("CARRIER_THREADS", "2")];
+    let lambda = |size: &'static str, window: &'static str, workers: &'static str| {
+        vec![
+            ("CARRIER_WEBHOOK_FORMAT", "lambda"),
+            ("CARRIER_WEBHOOK_BATCH_SIZE", size),
+            ("CARRIER_WEBHOOK_BATCH_WINDOW", window),
+            ("CARRIER_SQS_RECEIVER_WORKERS", workers),
+        ]
+    };
     let configs: Vec<Config> = vec![
-        ("batch 10, 2 receivers × 10 workers", n, two.to_vec(), false),
+        (
+            "batch 10, 2 receivers × 10 workers",
+            n,
+            two.to_vec(),
+            false,
+            0,
+        ),
         (
             "the same, CARRIER_THREADS=2",
             n,
             two_threads.to_vec(),
             false,
+            0,
         ),
         (
             "the same (1 thread), /metrics scraped at 20 Hz",
             n,
             two.to_vec(),
             true,
+            0,
         ),
         (
             "batch 10, 1 receiver × 10 workers",
             n,
             batch.to_vec(),
             false,
+            0,
         ),
-        ("Go defaults (batch 1, 1 × 1)", n / 10, Vec::new(), false),
+        ("Go defaults (batch 1, 1 × 1)", n / 10, Vec::new(), false, 0),
+        (
+            "Lambda format, batch 10, 1 × 2 workers",
+            n,
+            lambda("10", "0s", "2"),
+            false,
+            0,
+        ),
+        (
+            "Lambda format, batch 100, window 1s, 1 × 2",
+            n,
+            lambda("100", "1s", "2"),
+            false,
+            0,
+        ),
+        (
+            "Lambda format, batch 1000, window 1s, 1 × 1, 1 KB bodies",
+            n,
+            lambda("1000", "1s", "1"),
+            false,
+            1024,
+        ),
     ];
     // `CARRIER_BENCH_ONLY=i`: only the i-th run of the table (scripts/flamegraph profiles the first).
     let only: Option<usize> = std::env::var("CARRIER_BENCH_ONLY")
         .ok()
         .and_then(|v| v.parse().ok());
     let mut results = Vec::new();
-    for (i, (label, messages, env, scrape)) in configs.iter().enumerate() {
+    for (i, (label, messages, env, scrape, body_bytes)) in configs.iter().enumerate() {
         if only.is_some_and(|only| only != i + 1) {
             continue;
         }
         let mut runs = Vec::new();
         for _ in 0..k {
-            runs.push(run(*messages, env, *scrape).await);
+            runs.push(run(*messages, env, *scrape, *body_bytes).await);
         }
         results.push((*label, *messages, runs));
     }
