@@ -20,6 +20,12 @@
 //!   is *held* (kept invisible, its slot taken), never handed back, until the failed one is back
 //!   (it goes first) or is due. A block is forgotten once due, so its memory is bounded.
 //!
+//! POSTs: a lease that may go is *ready*; the ledger gathers ready leases into POSTs (a
+//! [`Step::Deliver`] of one or more) within [`Posts`]: its size, window, bytes and concurrency. One
+//! message per POST is a batch of one with no window. A POST's answer gives each of its leases its
+//! own outcome ([`Ledger::answered`]), in order, so the FIFO rule above holds inside a batch too: a
+//! failed record releases the later records of its group, whatever the answer said of them.
+//!
 //! This is plain data and logic: no actors, no I/O, no clock (every call takes `now`), so it is
 //! tested without a runtime. The receiver actor wires timers, SQS calls and `Deliver` → `Outcome`
 //! around it: it performs the [`Step`]s the ledger hands back and reports how they went.

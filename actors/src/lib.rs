@@ -12,22 +12,22 @@
 //!   ends an idle run when asked, and on shutdown drains every receiver before reporting how the
 //!   system ended.
 //! - **`SqsReceiverActor`** (`receiver.rs`, one per `CARRIER_SQS_RECEIVERS`) long-polls for as many
-//!   messages as it has free delivery slots, sends each to its transmitter as a `Deliver`, and owns
-//!   it as a **lease** until SQS confirms its last action: Ack → batched delete, Retry → visibility
+//!   messages as it has free delivery slots, sends them to its transmitter as `Deliver`s (one
+//!   message each, or in Lambda format batches the ledger gathers), and owns each as a **lease**
+//!   until SQS confirms its last action: Ack → batched delete, Retry → visibility
 //!   change, Nack → the Nack policy, DeadLetter → copy to the DLQ and delete. While a lease is
 //!   held, its visibility is extended (the heartbeat), and should SQS hand it out again it joins
 //!   its lease instead of being delivered twice; on FIFO queues, one message per group at a time.
 //!   The ledger of leases (`lease.rs`) is plain data and logic, tested without a runtime.
-//! - **`WebhookTransmitterActor`** (`transmitter.rs`, one per receiver) POSTs one message per
-//!   `Deliver` (headers from its metadata, optionally signed: `signing.rs`) and answers with an
-//!   `Outcome`. It knows HTTP, not SQS.
+//! - **`WebhookTransmitterActor`** (`transmitter.rs`, one per receiver) makes one POST per
+//!   `Deliver` (one message with headers from its metadata, or a Lambda event; optionally signed:
+//!   `signing.rs`) and answers with an `Outcome` (per record, for a batch). It knows HTTP, not SQS.
 //! - **`HealthCheckActor`** (`health.rs`) GETs the health endpoint and reports online / offline.
 //! - `messages.rs` holds every message type; `sqs.rs` wraps aws-sdk-sqs (batching, per-entry
 //!   results, retries, dead-letter copies); `http.rs` builds the HTTP clients and reads endpoint
 //!   URLs; `events.rs` records every observable event once, into the log and `stats.rs` (the
 //!   metrics); `admin.rs` serves `/healthz`, `/readyz` and `/metrics`; `present/` holds the
-//!   pure formats of what is POSTed (so far the Lambda SQS event and its answer, SPEC 5.1, not
-//!   yet wired to the transmitter).
+//!   pure formats of what is POSTed (the Lambda SQS event and the reading of its answer, SPEC 5.1).
 //!
 //! # Flow of one message
 //!

@@ -1,5 +1,6 @@
-//! `SqsReceiverActor`: long-polls SQS, hands each message to a transmitter as a [`Deliver`], and
-//! owns it as a lease (see `lease.rs`) until SQS has confirmed its last action.
+//! `SqsReceiverActor`: long-polls SQS, hands messages to a transmitter as [`Deliver`]s (one each,
+//! or the batches the ledger gathers in Lambda format), and owns each as a lease (see `lease.rs`)
+//! until SQS has confirmed its last action.
 //!
 //! The actor is the wiring around the [`Ledger`]: it polls for as many messages as the ledger has
 //! free slots (never more than the batch size), performs the ledger's steps (deliveries, deletes

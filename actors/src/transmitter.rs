@@ -1,6 +1,8 @@
 //! `WebhookTransmitterActor`: one POST per [`Deliver`], answered with an [`Answer`].
 //!
-//! It knows HTTP, not SQS: it never sees a receipt handle and never calls SQS. It maps a message's
+//! It knows HTTP, not SQS: it never calls SQS (a receipt handle reaches it only to be written into
+//! a Lambda event). In Lambda format (`present::lambda`) it POSTs the batch's event and reads the
+//! answer's body, up to 6 MB, into one outcome per record. Otherwise it maps a message's
 //! metadata to headers (carrier's `X-Carrier-*` set, or Elastic Beanstalk's `X-Aws-Sqsd-*`; the
 //! attribute headers bounded, so no attribute makes a message undeliverable), signs the request
 //! when secrets are configured, follows `307`/`308` only within the endpoint's origin, and reads
