@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use carrier_actors::http::redact;
-use carrier_actors::present::Format;
+use carrier_actors::present::{Format, Unwrap};
 use carrier_actors::{
     Endpoint, HeaderStyle, HealthCheckSettings, NackPolicy, OfflineAction, QueueAddress, Settings,
     SigningKeys, SuccessCodes, WebhookSettings,
@@ -121,6 +121,9 @@ variables! {
     /// 0s sends what is in hand.
     WEBHOOK_BATCH_WINDOW = "CARRIER_WEBHOOK_BATCH_WINDOW"
         => webhook_batch_window: Duration = "0s", batch_window;
+    /// Carrier only: `none`, `sns`, `eventbridge` or `auto`: deliver what an SNS or EventBridge
+    /// envelope holds, its fields as headers (one-message format).
+    WEBHOOK_UNWRAP = "CARRIER_WEBHOOK_UNWRAP" => webhook_unwrap: Unwrap = "none", unwrap;
     /// Carrier only: `whsec_…` secret(s), space-separated: sign requests (Standard Webhooks).
     WEBHOOK_SIGNING_SECRET = "CARRIER_WEBHOOK_SIGNING_SECRET"
         => webhook_signing_secret: Option<SigningKeys> = optional, |v| SigningKeys::parse(&v);
@@ -387,6 +390,7 @@ impl Config {
             success_codes: v.webhook_success_codes,
             header_style: v.webhook_header_style,
             signing: v.webhook_signing_secret,
+            unwrap: v.webhook_unwrap,
             format: match v.webhook_format {
                 FormatName::Message => Format::Message,
                 FormatName::Lambda => Format::Lambda {
@@ -487,6 +491,13 @@ fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
             );
             warnings.push((variable, message));
         }
+    }
+    if lambda && v.webhook_unwrap != Unwrap::None {
+        let message = format!(
+            "{WEBHOOK_UNWRAP} does nothing with {WEBHOOK_FORMAT}=lambda: Lambda gives each record \
+             as SQS holds it, envelope and all"
+        );
+        warnings.push((WEBHOOK_UNWRAP, message));
     }
     if lambda && set.sqs_batch_size {
         let message = format!(
@@ -648,6 +659,16 @@ fn format(v: String) -> Result<FormatName, String> {
         "message" => Ok(FormatName::Message),
         "lambda" => Ok(FormatName::Lambda),
         _ => Err("must be message or lambda".into()),
+    }
+}
+
+fn unwrap(v: String) -> Result<Unwrap, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "none" => Ok(Unwrap::None),
+        "sns" => Ok(Unwrap::Sns),
+        "eventbridge" => Ok(Unwrap::EventBridge),
+        "auto" => Ok(Unwrap::Auto),
+        _ => Err("must be none, sns, eventbridge or auto".into()),
     }
 }
 

@@ -137,6 +137,15 @@ impl Events {
         }
     }
 
+    /// With an envelope configured: what one delivery's body was opened as (`sns`,
+    /// `eventbridge`, or `none`: delivered unchanged).
+    pub fn unwrapped(&self, envelope: &'static str) {
+        self.stats
+            .unwrapped
+            .get_or_create(&[("envelope", envelope)])
+            .inc();
+    }
+
     pub fn acked(&self) {
         self.stats.acked.inc();
     }

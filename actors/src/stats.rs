@@ -47,6 +47,8 @@ pub struct Stats {
     /// Lambda format: POSTs by result (`ok`, `partial`, `failed`, `retry`), and their sizes.
     pub(crate) batches: Family<Label, Counter>,
     pub(crate) batch_records: Histogram,
+    /// With an envelope configured: deliveries by what their body was opened as.
+    pub(crate) unwrapped: Family<Label, Counter>,
     /// Log lines the asynchronous log drain dropped (its queue was full).
     pub log_lines_dropped: Counter,
     registry: Registry,
@@ -110,6 +112,7 @@ impl Stats {
             batches: Family::default(),
             // 1 to 16 384 records.
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            unwrapped: Family::default(),
             log_lines_dropped: Counter::default(),
             registry: Registry::default(),
             throttles: Mutex::new(Vec::new()),
@@ -196,6 +199,11 @@ impl Stats {
             "batch_records",
             "Records per Lambda-format batch",
             stats.batch_records.clone(),
+        );
+        r.register(
+            "messages_unwrapped",
+            "With CARRIER_WEBHOOK_UNWRAP: deliveries by what the body was opened as (sns, eventbridge, none: unchanged)",
+            stats.unwrapped.clone(),
         );
         r.register(
             "log_lines_dropped",

@@ -23,8 +23,9 @@ use tokio::sync::watch;
 use crate::events::Events;
 use crate::http::{self, Endpoint, RedirectRefused};
 use crate::lease::Incoming;
-use crate::messages::{Answer, AttributeValue, Crash, Deliver, Delivery, NackReason, Outcome};
-use crate::present::{lambda, Format};
+use crate::messages::{Answer, Crash, Deliver, Delivery, NackReason, Outcome};
+pub use crate::present::HeaderStyle;
+use crate::present::{lambda, Format, Presenter, Request, Skip, Unwrap};
 use crate::signing::SigningKeys;
 use bytes::Bytes;
 
@@ -35,43 +36,17 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 const RESPONSE_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most `307`/`308` redirects followed for one delivery (all within the endpoint's origin).
 const MAX_REDIRECTS: usize = 3;
-/// An attribute value longer than this is not sent as a header: attributes hold up to 256 KiB,
-/// header lines do not (Apache refuses one over 8190 bytes, nginx one over 8 KiB), and a request
-/// the webhook server refuses outright (`431`) would be refused on every try.
-const MAX_ATTRIBUTE_VALUE: usize = 1024;
-/// The attribute headers of one request (names and values) together stay under this, so with
-/// carrier's own headers a request head stays well within common servers' limits (Node.js
-/// refuses a head over 16 KiB) however many attributes a message has.
-const ATTRIBUTE_HEADERS_BUDGET: usize = 8 * 1024;
 /// The User-Agent of Elastic Beanstalk's worker daemon, for `CARRIER_WEBHOOK_HEADER_STYLE=sqsd`.
 const SQSD_USER_AGENT: &str = "aws-sqsd/3.0.4";
 
-/// The header names carrier sends (written in Go's canonical case on HTTP/1.1).
+/// The header names of carrier's HTTP exchange (a message's metadata: `present::message`).
 mod names {
-    pub const RECEIVE_COUNT: &str = "x-carrier-receive-count";
-    pub const FIRST_RECEIVE_TIME: &str = "x-carrier-first-receive-time";
-    pub const MESSAGE_ID: &str = "x-carrier-message-id";
-    pub const QUEUE_NAME: &str = "x-carrier-queue-name";
-    pub const SENT_TIME: &str = "x-carrier-sent-time";
-    pub const GROUP_ID: &str = "x-carrier-message-group-id";
-    pub const SEQUENCE_NUMBER: &str = "x-carrier-sequence-number";
-    pub const ATTRIBUTE_PREFIX: &str = "x-carrier-attribute-";
     pub const DEAD_LETTER: &str = "x-carrier-dead-letter";
     /// Lambda format: the function failed (the Runtime Interface Emulator's header).
     pub const FUNCTION_ERROR: &str = "x-amz-function-error";
-    pub const TRACE_ID: &str = "x-amzn-trace-id";
-    pub const TRACEPARENT: &str = "traceparent";
-    pub const TRACESTATE: &str = "tracestate";
     pub const WEBHOOK_ID: &str = "webhook-id";
     pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
     pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
-    // Elastic Beanstalk's sqsd.
-    pub const SQSD_MSGID: &str = "x-aws-sqsd-msgid";
-    pub const SQSD_QUEUE: &str = "x-aws-sqsd-queue";
-    pub const SQSD_FIRST_RECEIVED_AT: &str = "x-aws-sqsd-first-received-at";
-    pub const SQSD_RECEIVE_COUNT: &str = "x-aws-sqsd-receive-count";
-    pub const SQSD_SENDER_ID: &str = "x-aws-sqsd-sender-id";
-    pub const SQSD_ATTRIBUTE_PREFIX: &str = "x-aws-sqsd-attr-";
 }
 
 /// Which statuses are an Ack (`CARRIER_WEBHOOK_SUCCESS_CODES`): a list of codes and ranges.
@@ -112,16 +87,6 @@ impl Default for SuccessCodes {
     }
 }
 
-/// Which metadata headers a request carries (`CARRIER_WEBHOOK_HEADER_STYLE`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HeaderStyle {
-    /// `X-Carrier-*`, as the Go carrier (plus more).
-    #[default]
-    Carrier,
-    /// Elastic Beanstalk worker's `X-Aws-Sqsd-*`, so EB worker apps move over unchanged.
-    Sqsd,
-}
-
 /// Everything about the webhook a transmitter needs.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -140,6 +105,8 @@ pub struct WebhookSettings {
     pub signing: Option<SigningKeys>,
     /// What one POST carries: one message, or a batch in Lambda's event format.
     pub format: Format,
+    /// Which fan-out envelopes to open (one-message format only).
+    pub unwrap: Unwrap,
 }
 
 impl Default for WebhookSettings {
@@ -153,6 +120,7 @@ impl Default for WebhookSettings {
             header_style: HeaderStyle::Carrier,
             signing: None,
             format: Format::Message,
+            unwrap: Unwrap::None,
         }
     }
 }
@@ -164,13 +132,9 @@ struct Shape {
     /// and must stay within its origin).
     uri: Option<awc::http::Uri>,
     url: Option<url::Url>,
-    /// `X-Carrier-Queue-Name` / `X-Aws-Sqsd-Queue`, computed once.
-    queue_name: Option<HeaderValue>,
     authorization: Option<HeaderValue>,
-    default_content_type: Option<HeaderValue>,
-    format: Format,
-    /// Lambda format: the queue, as the event names it.
-    source: Option<lambda::EventSource>,
+    /// What each POST carries.
+    presenter: Presenter,
     events: Events,
 }
 
@@ -211,17 +175,21 @@ impl Shape {
         events: Events,
     ) -> Shape {
         Shape {
-            format: settings.format,
-            source,
+            presenter: Presenter::new(
+                settings.format,
+                settings.header_style,
+                settings.unwrap,
+                source,
+                queue_name,
+                &settings.default_content_type,
+            ),
             uri: settings.endpoint.url.parse().ok(),
             url: url::Url::parse(&settings.endpoint.url).ok(),
-            queue_name: HeaderValue::from_str(queue_name).ok(),
             authorization: settings
                 .endpoint
                 .authorization
                 .as_deref()
                 .and_then(|a| HeaderValue::from_str(a).ok()),
-            default_content_type: HeaderValue::from_str(&settings.default_content_type).ok(),
             settings,
             events,
         }
@@ -234,7 +202,7 @@ impl Shape {
         &self,
         client: &awc::Client,
         uri: &awc::http::Uri,
-        p: &Prepared,
+        p: &Request,
         signature: Option<&(String, String)>,
     ) -> awc::ClientRequest {
         // Header names as Go writes them (`X-Carrier-Receive-Count`), for workers that compare
@@ -268,132 +236,6 @@ impl Shape {
         req
     }
 
-    /// The headers every request of a delivery carries (redirect hops too), built once per
-    /// delivery so a skipped value is warned about once: `Content-Type`, the metadata of the
-    /// header style, trace context, and the message's attributes.
-    fn headers(&self, d: &Delivery) -> Vec<(HeaderName, HeaderValue)> {
-        let put = |name: &'static str, value: Option<&str>| {
-            value
-                .and_then(|v| self.message_value(name, v, &d.message_id))
-                .map(|v| (HeaderName::from_static(name), v))
-        };
-        let mut headers = Vec::with_capacity(16);
-        let content_type = d
-            .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
-            .and_then(|ct| self.message_value("Content-Type", ct, &d.message_id))
-            .or_else(|| self.default_content_type.clone());
-        headers.extend(content_type.map(|ct| (header::CONTENT_TYPE, ct)));
-        let queue_name = match self.settings.header_style {
-            HeaderStyle::Carrier => {
-                headers.extend(
-                    [
-                        put(names::RECEIVE_COUNT, d.receive_count.as_deref()),
-                        put(names::FIRST_RECEIVE_TIME, d.first_receive_time.as_deref()),
-                        put(names::MESSAGE_ID, Some(&d.message_id)),
-                        put(names::SENT_TIME, d.sent_time.as_deref()),
-                        put(names::GROUP_ID, d.group_id.as_deref()),
-                        put(names::SEQUENCE_NUMBER, d.sequence_number.as_deref()),
-                    ]
-                    .into_iter()
-                    .flatten(),
-                );
-                names::QUEUE_NAME
-            }
-            HeaderStyle::Sqsd => {
-                let first = d
-                    .first_receive_time
-                    .as_deref()
-                    .and_then(iso8601_from_epoch_ms);
-                headers.extend(
-                    [
-                        put(names::SQSD_MSGID, Some(&d.message_id)),
-                        put(names::SQSD_RECEIVE_COUNT, d.receive_count.as_deref()),
-                        put(names::SQSD_FIRST_RECEIVED_AT, first.as_deref()),
-                        put(names::SQSD_SENDER_ID, d.sender_id.as_deref()),
-                    ]
-                    .into_iter()
-                    .flatten(),
-                );
-                names::SQSD_QUEUE
-            }
-        };
-        if let Some(q) = &self.queue_name {
-            headers.push((HeaderName::from_static(queue_name), q.clone()));
-        }
-        // Trace context flows through the queue (outside the attribute headers' budget).
-        headers.extend(
-            [
-                put(names::TRACE_ID, d.trace_header.as_deref()),
-                put(names::TRACEPARENT, d.text_attribute("traceparent")),
-                put(names::TRACESTATE, d.text_attribute("tracestate")),
-            ]
-            .into_iter()
-            .flatten(),
-        );
-        self.attribute_headers(d, &mut headers);
-        headers
-    }
-
-    /// Each String/Number attribute as `X-Carrier-Attribute-<Name>` (or `X-Aws-Sqsd-Attr-<Name>`),
-    /// bounded so no attribute can make a message undeliverable: a value with a byte outside
-    /// printable ASCII (0x20–0x7E) or over [`MAX_ATTRIBUTE_VALUE`] is skipped, and taken in name
-    /// order the headers stop before their names and values reach [`ATTRIBUTE_HEADERS_BUDGET`].
-    /// Every skip is warned about (throttled).
-    fn attribute_headers(&self, d: &Delivery, headers: &mut Vec<(HeaderName, HeaderValue)>) {
-        let prefix = match self.settings.header_style {
-            HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
-            HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
-        };
-        let mut attributes: Vec<(&str, &str)> = d
-            .attributes
-            .iter()
-            .filter_map(|a| match &a.value {
-                AttributeValue::Text(text) => Some((a.name.as_str(), text.as_str())),
-                AttributeValue::Binary(_) => None, // no header form
-            })
-            .collect();
-        attributes.sort_by_key(|(name, _)| *name);
-        let mut left = ATTRIBUTE_HEADERS_BUDGET;
-        let mut over_budget: Vec<&str> = Vec::new();
-        for (name, text) in attributes {
-            let header = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes());
-            let value = HeaderValue::from_str(text)
-                .ok()
-                .filter(|_| printable_ascii(text));
-            let (Ok(header), Some(value)) = (header, value) else {
-                self.skipped(name, &d.message_id);
-                continue;
-            };
-            if text.len() > MAX_ATTRIBUTE_VALUE {
-                self.too_long(name, text.len(), &d.message_id);
-                continue;
-            }
-            let cost = header.as_str().len() + text.len();
-            if !over_budget.is_empty() || cost >= left {
-                over_budget.push(name);
-                continue;
-            }
-            left -= cost;
-            headers.push((header, value));
-        }
-        if let Some(first) = over_budget.first() {
-            self.over_budget(first, over_budget.len(), &d.message_id);
-        }
-    }
-
-    /// A header value from message data, or `None` (with a warning) when it is not a valid one:
-    /// odd attributes are skipped, never injected, never fatal.
-    /// A header value from the message's own data (its metadata, `Content-Type`, trace context):
-    /// also skipped, with a warning, when over [`MAX_ATTRIBUTE_VALUE`], so that no message can
-    /// make its request head too large for the webhook server on every try.
-    fn message_value(&self, name: &str, value: &str, id: &str) -> Option<HeaderValue> {
-        if value.len() > MAX_ATTRIBUTE_VALUE {
-            self.too_long(name, value.len(), id);
-            return None;
-        }
-        self.value(name, value, id)
-    }
-
     fn value(&self, name: &str, value: &str, id: &str) -> Option<HeaderValue> {
         match HeaderValue::from_str(value) {
             Ok(v) => Some(v),
@@ -404,24 +246,32 @@ impl Shape {
         }
     }
 
+    /// Warns (throttled, per kind) about header values from message data that were left out.
+    fn log_skips(&self, request: &Request) {
+        for skip in &request.skipped {
+            let id = request.id.as_ref();
+            match skip {
+                Skip::Invalid { header } => self.skipped(header, id),
+                Skip::TooLong { header, bytes } => {
+                    if self.events.stats().throttle("header too long") {
+                        warn!(self.events.log(), "skipping a header whose value is over 1 KiB";
+                            "header" => header, "bytes" => bytes, "message_id" => id);
+                    }
+                }
+                Skip::OverBudget { first, count } => {
+                    if self.events.stats().throttle("header budget") {
+                        warn!(self.events.log(), "skipping attribute headers beyond their 8 KiB budget";
+                            "first" => first, "skipped" => count, "message_id" => id);
+                    }
+                }
+            }
+        }
+    }
+
     fn skipped(&self, name: &str, id: &str) {
         if self.events.stats().throttle("header skipped") {
             warn!(self.events.log(), "skipping a header whose value is not a valid header value";
                 "header" => name, "message_id" => id);
-        }
-    }
-
-    fn too_long(&self, name: &str, len: usize, id: &str) {
-        if self.events.stats().throttle("header too long") {
-            warn!(self.events.log(), "skipping a header whose value is over 1 KiB";
-                "header" => name, "bytes" => len, "message_id" => id);
-        }
-    }
-
-    fn over_budget(&self, first: &str, skipped: usize, id: &str) {
-        if self.events.stats().throttle("header budget") {
-            warn!(self.events.log(), "skipping attribute headers beyond their 8 KiB budget";
-                "first" => first, "skipped" => skipped, "message_id" => id);
         }
     }
 
@@ -437,52 +287,9 @@ impl Shape {
 
     /// A Standard Webhooks signature made `at` (epoch seconds), when signing is configured:
     /// (timestamp, signature).
-    fn signature(&self, p: &Prepared, at: u64) -> Option<(String, String)> {
+    fn signature(&self, p: &Request, at: u64) -> Option<(String, String)> {
         let keys = self.settings.signing.as_ref()?;
         Some((at.to_string(), keys.sign(&p.id, at, &p.body)))
-    }
-
-    /// What is POSTed for these records, in this transmitter's format.
-    fn prepare(&self, records: &[Incoming]) -> Prepared {
-        let first = records
-            .first()
-            .map(|r| r.delivery.message_id.clone())
-            .unwrap_or_else(|| Arc::from(""));
-        match (&self.format, &self.source) {
-            (Format::Lambda { .. }, Some(source)) => {
-                let records: Vec<lambda::Record<'_>> = records
-                    .iter()
-                    .map(|r| lambda::Record {
-                        delivery: &r.delivery,
-                        receipt: &r.receipt,
-                    })
-                    .collect();
-                let mut headers = vec![(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )];
-                if let Some(q) = &self.queue_name {
-                    headers.push((HeaderName::from_static(names::QUEUE_NAME), q.clone()));
-                }
-                Prepared {
-                    id: first,
-                    body: Bytes::from(lambda::event(&records, source)),
-                    headers,
-                }
-            }
-            _ => match records.first() {
-                Some(r) => Prepared {
-                    id: first,
-                    body: r.delivery.body.clone(),
-                    headers: self.headers(&r.delivery),
-                },
-                None => Prepared {
-                    id: first,
-                    body: Bytes::new(),
-                    headers: Vec::new(),
-                },
-            },
-        }
     }
 
     /// Lambda format: the answer to a batch, read as Lambda reads a function's answer with
@@ -584,7 +391,7 @@ impl Shape {
     /// into a GET without the body, and acknowledging that would acknowledge a message never
     /// delivered.
     /// The answer, and the final response whose body is still to be read.
-    async fn send(&self, client: &awc::Client, p: &Prepared) -> Result<Sent, SendRequestError> {
+    async fn send(&self, client: &awc::Client, p: &Request) -> Result<Sent, SendRequestError> {
         let (Some(endpoint), Some(mut uri)) = (&self.url, self.uri.clone()) else {
             return Err(SendRequestError::Url(awc::error::InvalidUrl::MissingScheme));
         };
@@ -643,14 +450,6 @@ impl Shape {
     }
 }
 
-/// What one POST carries: its body, the headers every request of it (redirect hops too) has,
-/// and the id it is signed with (the message's, or a batch's first record's).
-struct Prepared {
-    id: Arc<str>,
-    body: Bytes,
-    headers: Vec<(HeaderName, HeaderValue)>,
-}
-
 /// Where a delivery goes after one response.
 enum Hop {
     /// A redirect within the endpoint's origin, to this URL.
@@ -675,12 +474,6 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// Whether every byte of `value` is printable ASCII (0x20–0x7E): what an attribute header's value
-/// may hold. No tab, no obs-text: many servers and proxies refuse or mangle them.
-fn printable_ascii(value: &str) -> bool {
-    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-}
-
 /// The headers a delivery is sent with, as the transmitter builds them (names lower-case), for
 /// property tests and fuzzing: whatever the message holds, this never panics and yields only
 /// valid header values.
@@ -695,11 +488,10 @@ pub fn request_headers(
     );
     let shape = Shape::new(Arc::new(settings.clone()), queue_name, None, events);
     let client = awc::Client::default();
-    let prepared = Prepared {
-        id: delivery.message_id.clone(),
-        body: delivery.body.clone(),
-        headers: shape.headers(delivery),
-    };
+    let prepared = shape.presenter.present(&[Incoming {
+        receipt: Arc::from(""),
+        delivery: Arc::new(delivery.clone()),
+    }]);
     let signature = shape.signature(&prepared, 0);
     let uri = shape
         .uri
@@ -724,15 +516,6 @@ pub fn request_headers(
 async fn drain_body(mut response: awc::ClientResponse) {
     let body = response.body().limit(MAX_RESPONSE_BODY);
     let _ = actix_rt::time::timeout(RESPONSE_BODY_TIMEOUT, body).await;
-}
-
-/// `ApproximateFirstReceiveTimestamp` (epoch ms) as ISO 8601 UTC, as Elastic Beanstalk's sqsd sends it.
-fn iso8601_from_epoch_ms(ms: &str) -> Option<String> {
-    let ms: i64 = ms.parse().ok()?;
-    let at = time::OffsetDateTime::from_unix_timestamp(ms / 1000).ok()?;
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    at.format(&format).ok()
 }
 
 /// Resolves when `cancel` turns true (or its sender is gone without ever cancelling: never).
@@ -779,14 +562,18 @@ impl Handler<Deliver> for WebhookTransmitterActor {
         Box::pin(async move {
             let started = Instant::now();
             let records = &deliver.records;
-            let prepared = shape.prepare(records);
+            let prepared = shape.presenter.present(records);
+            shape.log_skips(&prepared);
+            if let Some(label) = prepared.opened {
+                shape.events.unwrapped(label);
+            }
             let deadline = started + shape.settings.request_timeout;
             // The answer, and (one message per POST) the response whose body is still to be
             // read so the connection can be reused; a batch's answer is its body.
             let exchange = async {
                 Ok(match shape.send(&client, &prepared).await? {
                     Sent::Refused(answer) => (answer, None),
-                    Sent::Answered(response) => match shape.format {
+                    Sent::Answered(response) => match shape.presenter.format() {
                         Format::Message => (shape.judge(&response), Some(response)),
                         Format::Lambda { .. } => match shape.judge_batch(response, records).await {
                             Ok(answer) => (answer, None),
@@ -814,7 +601,7 @@ impl Handler<Deliver> for WebhookTransmitterActor {
             shape
                 .events
                 .delivered(&prepared.id, &answer, started.elapsed());
-            if matches!(shape.format, Format::Lambda { .. }) {
+            if matches!(shape.presenter.format(), Format::Lambda { .. }) {
                 shape
                     .events
                     .batch_answered(&prepared.id, records.len(), &answer);
@@ -839,6 +626,8 @@ impl Handler<Crash> for WebhookTransmitterActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::AttributeValue;
+    use crate::present::message::{names as message_names, ATTRIBUTE_HEADERS_BUDGET};
 
     #[test]
     fn success_codes_parse_lists_and_ranges() {
@@ -919,8 +708,8 @@ mod tests {
             let attributes: Vec<(&str, &str)> = table.iter().map(|(n, v, _)| (*n, *v)).collect();
             let headers = headers_with(style, &attributes);
             let prefix = match style {
-                HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
-                HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
+                HeaderStyle::Carrier => message_names::ATTRIBUTE_PREFIX,
+                HeaderStyle::Sqsd => message_names::SQSD_ATTRIBUTE_PREFIX,
             };
             for (name, value, kept) in table {
                 let sent = header(&headers, &format!("{prefix}{name}"));
@@ -955,27 +744,18 @@ mod tests {
         let headers = headers_with(HeaderStyle::Carrier, &borrowed);
         let mut sent: Vec<&str> = headers
             .iter()
-            .filter_map(|(k, _)| k.strip_prefix(names::ATTRIBUTE_PREFIX))
+            .filter_map(|(k, _)| k.strip_prefix(message_names::ATTRIBUTE_PREFIX))
             .collect();
         sent.sort_unstable();
         assert_eq!(sent, ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "z"]);
         let total: usize = headers
             .iter()
-            .filter(|(k, _)| k.starts_with(names::ATTRIBUTE_PREFIX))
+            .filter(|(k, _)| k.starts_with(message_names::ATTRIBUTE_PREFIX))
             .map(|(k, v)| k.len() + v.len())
             .sum();
         assert!(total < ATTRIBUTE_HEADERS_BUDGET, "{total}");
         // Content-Type and trace context are outside the budget.
         assert_eq!(header(&headers, "content-type"), Some("application/json"));
         assert!(header(&headers, "traceparent").is_some());
-    }
-
-    #[test]
-    fn sqsd_first_received_at_is_iso_8601_utc() {
-        assert_eq!(
-            iso8601_from_epoch_ms("1700000000123").as_deref(),
-            Some("2023-11-14T22:13:20Z")
-        );
-        assert_eq!(iso8601_from_epoch_ms("soon"), None);
     }
 }

@@ -1,0 +1,334 @@
+//! Fan-out envelopes (SPEC 5.2): a message an SNS topic (without raw message delivery) or an
+//! EventBridge rule put on the queue, recognised by its shape and opened, so the worker receives
+//! what was published and the envelope's fields as headers.
+//!
+//! Pure: [`unwrap`] reads a body and says what is inside. Anything that is not the envelope asked
+//! for — not JSON, another shape, a required field of the wrong type — is [`Opened::Unchanged`]
+//! (delivered as it is); an optional field of the wrong type is left out. It never fails.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Which envelopes to open (`CARRIER_WEBHOOK_UNWRAP`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unwrap {
+    /// Deliver bodies as they are.
+    #[default]
+    None,
+    Sns,
+    EventBridge,
+    /// Each body is tried as SNS, then as EventBridge.
+    Auto,
+}
+
+/// What a body held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// Not the envelope asked for (or none asked for): delivered unchanged.
+    Unchanged,
+    Sns(SnsNotification),
+    EventBridge(Event),
+}
+
+impl Opened {
+    /// The label it is counted under (`carrier_messages_unwrapped_total{envelope}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Opened::Unchanged => "none",
+            Opened::Sns(_) => "sns",
+            Opened::EventBridge(_) => "eventbridge",
+        }
+    }
+}
+
+/// An SNS notification, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsNotification {
+    /// `Message`: what was published, delivered unchanged.
+    pub message: String,
+    pub message_id: String,
+    pub topic_arn: String,
+    pub timestamp: Option<String>,
+    /// Set when the publisher gave one.
+    pub subject: Option<String>,
+    /// FIFO topics.
+    pub sequence_number: Option<String>,
+    /// `MessageAttributes`, in the envelope's order: (name, SNS `Type`, `Value`). A `String.Array`
+    /// value is the JSON text SNS gave; `Binary` ones are kept here (and skipped as headers).
+    pub attributes: Vec<SnsAttribute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsAttribute {
+    pub name: String,
+    pub kind: String,
+    pub value: String,
+}
+
+impl SnsNotification {
+    /// The `Body.ContentType` attribute, if it is a String one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == crate::sqs::CONTENT_TYPE_ATTRIBUTE && a.kind == "String")
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// An EventBridge event, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The JSON text of `detail`, exactly as it stood in the envelope.
+    pub detail: String,
+    pub id: String,
+    pub source: String,
+    pub detail_type: String,
+    pub time: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// `resources`, its strings only.
+    pub resources: Vec<String>,
+}
+
+/// Opens `body` as `unwrap` asks.
+pub fn unwrap(unwrap: Unwrap, body: &[u8]) -> Opened {
+    match unwrap {
+        Unwrap::None => Opened::Unchanged,
+        Unwrap::Sns => sns(body).map_or(Opened::Unchanged, Opened::Sns),
+        Unwrap::EventBridge => event(body).map_or(Opened::Unchanged, Opened::EventBridge),
+        Unwrap::Auto => match sns(body) {
+            Some(n) => Opened::Sns(n),
+            None => event(body).map_or(Opened::Unchanged, Opened::EventBridge),
+        },
+    }
+}
+
+/// The fields of an SNS notification carrier reads; the required ones must be strings.
+#[derive(Deserialize)]
+struct RawSns<'a> {
+    #[serde(rename = "Type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "MessageId", borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(rename = "TopicArn", borrow)]
+    topic_arn: Cow<'a, str>,
+    #[serde(rename = "Message", borrow)]
+    message: Cow<'a, str>,
+    #[serde(rename = "Timestamp", default)]
+    timestamp: Option<Value>,
+    #[serde(rename = "Subject", default)]
+    subject: Option<Value>,
+    #[serde(rename = "SequenceNumber", default)]
+    sequence_number: Option<Value>,
+    #[serde(rename = "MessageAttributes", default)]
+    attributes: Option<Value>,
+}
+
+fn sns(body: &[u8]) -> Option<SnsNotification> {
+    if !looks_like_object(body) {
+        return None;
+    }
+    let raw: RawSns<'_> = serde_json::from_slice(body).ok()?;
+    if raw.kind != "Notification" {
+        return None;
+    }
+    let attributes = match raw.attributes {
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(name, a)| {
+                let kind = a.get("Type")?.as_str()?.to_string();
+                let value = a.get("Value")?.as_str()?.to_string();
+                Some(SnsAttribute { name, kind, value })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(SnsNotification {
+        message: raw.message.into_owned(),
+        message_id: raw.message_id.into_owned(),
+        topic_arn: raw.topic_arn.into_owned(),
+        timestamp: text(raw.timestamp),
+        subject: text(raw.subject),
+        sequence_number: text(raw.sequence_number),
+        attributes,
+    })
+}
+
+/// The fields of an EventBridge event carrier reads; the required ones must be strings (and
+/// `detail` any JSON value).
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    detail: &'a RawValue,
+    #[serde(rename = "detail-type", borrow)]
+    detail_type: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(default)]
+    account: Option<Value>,
+    #[serde(default)]
+    region: Option<Value>,
+    #[serde(default)]
+    resources: Option<Value>,
+}
+
+fn event(body: &[u8]) -> Option<Event> {
+    if !looks_like_object(body) {
+        return None;
+    }
+    let raw: RawEvent<'_> = serde_json::from_slice(body).ok()?;
+    let resources = match raw.resources {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(Event {
+        detail: raw.detail.get().to_string(),
+        id: raw.id.into_owned(),
+        source: raw.source.into_owned(),
+        detail_type: raw.detail_type.into_owned(),
+        time: raw.time.into_owned(),
+        account: text(raw.account),
+        region: text(raw.region),
+        resources,
+    })
+}
+
+/// A JSON object at first sight (skipping leading whitespace): anything else is not parsed.
+fn looks_like_object(body: &[u8]) -> bool {
+    body.trim_ascii_start().first() == Some(&b'{')
+}
+
+/// An optional field's text, when it is a string.
+fn text(value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNS: &str = r#"{
+      "Type" : "Notification",
+      "MessageId" : "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+      "TopicArn" : "arn:aws:sns:us-west-2:123456789012:MyTopic",
+      "Subject" : "My First Message",
+      "Message" : "{\"order\":\"é\\\"1\\\"\"}",
+      "Timestamp" : "2012-05-02T00:54:06.655Z",
+      "SignatureVersion" : "1",
+      "Signature" : "EXAMPLEw6JRN...",
+      "SigningCertURL" : "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem",
+      "UnsubscribeURL" : "https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe",
+      "MessageAttributes" : {
+        "tenant" : {"Type":"String","Value":"acme"},
+        "tags" : {"Type":"String.Array","Value":"[\"a\",\"b\"]"},
+        "blob" : {"Type":"Binary","Value":"AQI="},
+        "Body.ContentType" : {"Type":"String","Value":"text/plain"}
+      }
+    }"#;
+
+    const EVENT: &str = r#"{"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+      "detail-type":"EC2 Instance State-change Notification","source":"aws.ec2",
+      "account":"111122223333","time":"2017-12-22T18:43:48Z","region":"us-west-1",
+      "resources":["arn:aws:ec2:us-west-1:123456789012:instance/i-1234567890abcdef0", 7],
+      "detail":{ "instance-id" : "i-1234567890abcdef0", "state":"terminated"}}"#;
+
+    #[test]
+    fn an_sns_notification_opens_to_its_message_and_fields() {
+        let Opened::Sns(n) = unwrap(Unwrap::Sns, SNS.as_bytes()) else {
+            panic!("an SNS notification")
+        };
+        assert_eq!(n.message, "{\"order\":\"é\\\"1\\\"\"}");
+        assert_eq!(n.message_id, "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324");
+        assert_eq!(n.topic_arn, "arn:aws:sns:us-west-2:123456789012:MyTopic");
+        assert_eq!(n.subject.as_deref(), Some("My First Message"));
+        assert_eq!(n.timestamp.as_deref(), Some("2012-05-02T00:54:06.655Z"));
+        assert_eq!(n.sequence_number, None);
+        assert_eq!(n.content_type(), Some("text/plain"));
+        let tags = n.attributes.iter().find(|a| a.name == "tags").unwrap();
+        assert_eq!(
+            (tags.kind.as_str(), tags.value.as_str()),
+            ("String.Array", "[\"a\",\"b\"]")
+        );
+        assert_eq!(unwrap(Unwrap::Auto, SNS.as_bytes()).label(), "sns");
+        assert_eq!(
+            unwrap(Unwrap::EventBridge, SNS.as_bytes()),
+            Opened::Unchanged
+        );
+    }
+
+    #[test]
+    fn an_eventbridge_event_opens_to_the_exact_text_of_its_detail() {
+        let Opened::EventBridge(e) = unwrap(Unwrap::Auto, EVENT.as_bytes()) else {
+            panic!("an EventBridge event")
+        };
+        assert_eq!(
+            e.detail,
+            r#"{ "instance-id" : "i-1234567890abcdef0", "state":"terminated"}"#
+        );
+        assert_eq!(e.detail_type, "EC2 Instance State-change Notification");
+        assert_eq!(e.source, "aws.ec2");
+        assert_eq!(e.account.as_deref(), Some("111122223333"));
+        assert_eq!(e.region.as_deref(), Some("us-west-1"));
+        assert_eq!(
+            e.resources,
+            ["arn:aws:ec2:us-west-1:123456789012:instance/i-1234567890abcdef0"],
+            "strings only"
+        );
+        assert_eq!(unwrap(Unwrap::Sns, EVENT.as_bytes()), Opened::Unchanged);
+    }
+
+    #[test]
+    fn anything_else_is_delivered_unchanged() {
+        let table: &[&[u8]] = &[
+            b"",
+            b"plain text",
+            b"\xff\xfe not utf-8",
+            b"[1,2]",
+            b"{\"Type\":\"Notification\"",
+            br#"{"Type":"Notification","MessageId":"m","TopicArn":"t"}"#,
+            br#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":7}"#,
+            br#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"t","Message":"x"}"#,
+            br#"{"detail-type":"x","source":"s","id":"i","time":"t"}"#,
+            br#"{"detail-type":5,"source":"s","id":"i","time":"t","detail":{}}"#,
+        ];
+        for body in table {
+            for kind in [Unwrap::None, Unwrap::Sns, Unwrap::EventBridge, Unwrap::Auto] {
+                assert_eq!(
+                    unwrap(kind, body),
+                    Opened::Unchanged,
+                    "{kind:?} {}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn optional_fields_of_the_wrong_type_are_left_out() {
+        let body = br#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":"hi",
+            "Subject":42,"Timestamp":null,"MessageAttributes":{"ok":{"Type":"String","Value":"v"},
+            "bad":{"Type":"String","Value":3},"worse":"x"}}"#;
+        let Opened::Sns(n) = unwrap(Unwrap::Sns, body) else {
+            panic!("still SNS")
+        };
+        assert_eq!((n.subject, n.timestamp), (None, None));
+        assert_eq!(n.attributes.len(), 1);
+        assert_eq!(n.attributes[0].name, "ok");
+    }
+}

@@ -1,0 +1,289 @@
+//! One message per POST: its body (or, unwrapped, what its envelope held) and its metadata as
+//! headers, in carrier's style (`X-Carrier-*`) or Elastic Beanstalk's (`X-Aws-Sqsd-*`).
+//!
+//! Every header value from message data is bounded so no message can make itself undeliverable:
+//! a value that is not a valid header value, or over [`MAX_ATTRIBUTE_VALUE`], is skipped; the
+//! attribute headers of a request (the SQS message's and an SNS envelope's, taken in name order)
+//! stop before they reach [`ATTRIBUTE_HEADERS_BUDGET`]. Each skip is reported as a [`Skip`].
+
+use awc::http::header::{self, HeaderName, HeaderValue};
+use bytes::Bytes;
+
+use super::envelope::{Event, Opened, SnsNotification};
+use super::{Presenter, Request, Skip};
+use crate::messages::{AttributeValue, Delivery};
+
+/// An attribute value longer than this is not sent as a header: attributes hold up to 256 KiB,
+/// header lines do not (Apache refuses one over 8190 bytes, nginx one over 8 KiB), and a request
+/// the webhook server refuses outright (`431`) would be refused on every try.
+pub(crate) const MAX_ATTRIBUTE_VALUE: usize = 1024;
+/// The attribute headers of one request (names and values) together stay under this, so with
+/// carrier's own headers a request head stays well within common servers' limits (Node.js
+/// refuses a head over 16 KiB) however many attributes a message has.
+pub(crate) const ATTRIBUTE_HEADERS_BUDGET: usize = 8 * 1024;
+
+/// Which metadata headers a request carries (`CARRIER_WEBHOOK_HEADER_STYLE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeaderStyle {
+    /// `X-Carrier-*`, as the Go carrier (plus more).
+    #[default]
+    Carrier,
+    /// Elastic Beanstalk worker's `X-Aws-Sqsd-*`, so EB worker apps move over unchanged.
+    Sqsd,
+}
+
+/// The header names of a message's metadata (written in Go's canonical case on HTTP/1.1).
+pub(crate) mod names {
+    pub const RECEIVE_COUNT: &str = "x-carrier-receive-count";
+    pub const FIRST_RECEIVE_TIME: &str = "x-carrier-first-receive-time";
+    pub const MESSAGE_ID: &str = "x-carrier-message-id";
+    pub const QUEUE_NAME: &str = "x-carrier-queue-name";
+    pub const SENT_TIME: &str = "x-carrier-sent-time";
+    pub const GROUP_ID: &str = "x-carrier-message-group-id";
+    pub const SEQUENCE_NUMBER: &str = "x-carrier-sequence-number";
+    pub const ATTRIBUTE_PREFIX: &str = "x-carrier-attribute-";
+    pub const TRACE_ID: &str = "x-amzn-trace-id";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    // An SNS envelope's fields (both styles).
+    pub const SNS_MESSAGE_ID: &str = "x-carrier-sns-message-id";
+    pub const SNS_TOPIC_ARN: &str = "x-carrier-sns-topic-arn";
+    pub const SNS_TIMESTAMP: &str = "x-carrier-sns-timestamp";
+    pub const SNS_SUBJECT: &str = "x-carrier-sns-subject";
+    pub const SNS_SEQUENCE_NUMBER: &str = "x-carrier-sns-sequence-number";
+    // An EventBridge event's fields.
+    pub const EVENT_ID: &str = "x-carrier-event-id";
+    pub const EVENT_SOURCE: &str = "x-carrier-event-source";
+    pub const EVENT_DETAIL_TYPE: &str = "x-carrier-event-detail-type";
+    pub const EVENT_TIME: &str = "x-carrier-event-time";
+    pub const EVENT_ACCOUNT: &str = "x-carrier-event-account";
+    pub const EVENT_REGION: &str = "x-carrier-event-region";
+    pub const EVENT_RESOURCES: &str = "x-carrier-event-resources";
+    // Elastic Beanstalk's sqsd.
+    pub const SQSD_MSGID: &str = "x-aws-sqsd-msgid";
+    pub const SQSD_QUEUE: &str = "x-aws-sqsd-queue";
+    pub const SQSD_FIRST_RECEIVED_AT: &str = "x-aws-sqsd-first-received-at";
+    pub const SQSD_RECEIVE_COUNT: &str = "x-aws-sqsd-receive-count";
+    pub const SQSD_SENDER_ID: &str = "x-aws-sqsd-sender-id";
+    pub const SQSD_ATTRIBUTE_PREFIX: &str = "x-aws-sqsd-attr-";
+}
+
+/// The request for one message: opened as configured, with its headers.
+pub(crate) fn present(p: &Presenter, d: &Delivery) -> Request {
+    let opened = super::envelope::unwrap(p.unwrap, &d.body);
+    let mut out = Request {
+        id: d.message_id.clone(),
+        body: Bytes::new(),
+        headers: Vec::with_capacity(16),
+        skipped: Vec::new(),
+        opened: (p.unwrap != super::Unwrap::None).then(|| opened.label()),
+    };
+    headers(p, d, &opened, &mut out);
+    out.body = match opened {
+        Opened::Unchanged => d.body.clone(),
+        Opened::Sns(n) => Bytes::from(n.message),
+        Opened::EventBridge(e) => Bytes::from(e.detail),
+    };
+    out
+}
+
+/// `Content-Type`, the metadata of the header style, trace context, the envelope's fields and the
+/// attributes.
+fn headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
+    let content_type = match opened {
+        Opened::EventBridge(_) => Some(HeaderValue::from_static("application/json")),
+        Opened::Sns(n) => n
+            .content_type()
+            .and_then(|ct| message_value("Content-Type", ct, out)),
+        Opened::Unchanged => d
+            .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
+            .and_then(|ct| message_value("Content-Type", ct, out)),
+    }
+    .or_else(|| p.default_content_type.clone());
+    out.headers
+        .extend(content_type.map(|ct| (header::CONTENT_TYPE, ct)));
+    let queue_name = match p.style {
+        HeaderStyle::Carrier => {
+            put(out, names::RECEIVE_COUNT, d.receive_count.as_deref());
+            put(
+                out,
+                names::FIRST_RECEIVE_TIME,
+                d.first_receive_time.as_deref(),
+            );
+            put(out, names::MESSAGE_ID, Some(&d.message_id));
+            put(out, names::SENT_TIME, d.sent_time.as_deref());
+            put(out, names::GROUP_ID, d.group_id.as_deref());
+            put(out, names::SEQUENCE_NUMBER, d.sequence_number.as_deref());
+            names::QUEUE_NAME
+        }
+        HeaderStyle::Sqsd => {
+            let first = d
+                .first_receive_time
+                .as_deref()
+                .and_then(iso8601_from_epoch_ms);
+            put(out, names::SQSD_MSGID, Some(&d.message_id));
+            put(out, names::SQSD_RECEIVE_COUNT, d.receive_count.as_deref());
+            put(out, names::SQSD_FIRST_RECEIVED_AT, first.as_deref());
+            put(out, names::SQSD_SENDER_ID, d.sender_id.as_deref());
+            names::SQSD_QUEUE
+        }
+    };
+    if let Some(q) = &p.queue_name {
+        out.headers
+            .push((HeaderName::from_static(queue_name), q.clone()));
+    }
+    // Trace context flows through the queue (outside the attribute headers' budget).
+    put(out, names::TRACE_ID, d.trace_header.as_deref());
+    put(out, names::TRACEPARENT, d.text_attribute("traceparent"));
+    put(out, names::TRACESTATE, d.text_attribute("tracestate"));
+    match opened {
+        Opened::Sns(n) => sns_headers(n, out),
+        Opened::EventBridge(e) => event_headers(e, out),
+        Opened::Unchanged => {}
+    }
+    attribute_headers(p, d, opened, out);
+}
+
+fn sns_headers(n: &SnsNotification, out: &mut Request) {
+    put(out, names::SNS_MESSAGE_ID, Some(&n.message_id));
+    put(out, names::SNS_TOPIC_ARN, Some(&n.topic_arn));
+    put(out, names::SNS_TIMESTAMP, n.timestamp.as_deref());
+    put(out, names::SNS_SUBJECT, n.subject.as_deref());
+    put(
+        out,
+        names::SNS_SEQUENCE_NUMBER,
+        n.sequence_number.as_deref(),
+    );
+}
+
+fn event_headers(e: &Event, out: &mut Request) {
+    put(out, names::EVENT_ID, Some(&e.id));
+    put(out, names::EVENT_SOURCE, Some(&e.source));
+    put(out, names::EVENT_DETAIL_TYPE, Some(&e.detail_type));
+    put(out, names::EVENT_TIME, Some(&e.time));
+    put(out, names::EVENT_ACCOUNT, e.account.as_deref());
+    put(out, names::EVENT_REGION, e.region.as_deref());
+    let resources = (!e.resources.is_empty()).then(|| e.resources.join(","));
+    put(out, names::EVENT_RESOURCES, resources.as_deref());
+}
+
+/// Each String/Number attribute (the SQS message's, then an SNS envelope's; an SNS `String.Array`
+/// as its JSON text) as `X-Carrier-Attribute-<Name>` (or `X-Aws-Sqsd-Attr-<Name>`): a value with a
+/// byte outside printable ASCII (0x20–0x7E) or over [`MAX_ATTRIBUTE_VALUE`] is skipped, and taken
+/// in name order the headers stop before their names and values reach
+/// [`ATTRIBUTE_HEADERS_BUDGET`].
+fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
+    let prefix = match p.style {
+        HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
+        HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
+    };
+    let mut attributes: Vec<(&str, &str)> = d
+        .attributes
+        .iter()
+        .filter_map(|a| match &a.value {
+            AttributeValue::Text(text) => Some((a.name.as_str(), text.as_str())),
+            AttributeValue::Binary(_) => None, // no header form
+        })
+        .collect();
+    if let Opened::Sns(n) = opened {
+        attributes.extend(
+            n.attributes
+                .iter()
+                .filter(|a| matches!(a.kind.as_str(), "String" | "Number" | "String.Array"))
+                .map(|a| (a.name.as_str(), a.value.as_str())),
+        );
+    }
+    attributes.sort_by_key(|(name, _)| *name);
+    let mut left = ATTRIBUTE_HEADERS_BUDGET;
+    let mut over_budget: Vec<&str> = Vec::new();
+    for (name, text) in attributes {
+        let header = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes());
+        let value = HeaderValue::from_str(text)
+            .ok()
+            .filter(|_| printable_ascii(text));
+        let (Ok(header), Some(value)) = (header, value) else {
+            out.skipped.push(Skip::Invalid {
+                header: name.to_string(),
+            });
+            continue;
+        };
+        if text.len() > MAX_ATTRIBUTE_VALUE {
+            out.skipped.push(Skip::TooLong {
+                header: name.to_string(),
+                bytes: text.len(),
+            });
+            continue;
+        }
+        let cost = header.as_str().len() + text.len();
+        if !over_budget.is_empty() || cost >= left {
+            over_budget.push(name);
+            continue;
+        }
+        left -= cost;
+        out.headers.push((header, value));
+    }
+    if let Some(first) = over_budget.first() {
+        out.skipped.push(Skip::OverBudget {
+            first: first.to_string(),
+            count: over_budget.len(),
+        });
+    }
+}
+
+/// One header from the message's own data (its metadata, envelope fields, trace context), unless
+/// absent or skipped.
+fn put(out: &mut Request, name: &'static str, value: Option<&str>) {
+    if let Some(v) = value.and_then(|v| message_value(name, v, out)) {
+        out.headers.push((HeaderName::from_static(name), v));
+    }
+}
+
+/// A header value from message data, or `None` (noted as skipped) when it is not a valid one or
+/// is over [`MAX_ATTRIBUTE_VALUE`]: odd values are skipped, never injected, never fatal.
+fn message_value(name: &str, value: &str, out: &mut Request) -> Option<HeaderValue> {
+    if value.len() > MAX_ATTRIBUTE_VALUE {
+        out.skipped.push(Skip::TooLong {
+            header: name.to_string(),
+            bytes: value.len(),
+        });
+        return None;
+    }
+    match HeaderValue::from_str(value) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            out.skipped.push(Skip::Invalid {
+                header: name.to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// Whether every byte of `value` is printable ASCII (0x20–0x7E): what an attribute header's value
+/// may hold. No tab, no obs-text: many servers and proxies refuse or mangle them.
+fn printable_ascii(value: &str) -> bool {
+    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// `ApproximateFirstReceiveTimestamp` (epoch ms) as ISO 8601 UTC, as Elastic Beanstalk's sqsd sends it.
+fn iso8601_from_epoch_ms(ms: &str) -> Option<String> {
+    let ms: i64 = ms.parse().ok()?;
+    let at = time::OffsetDateTime::from_unix_timestamp(ms / 1000).ok()?;
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.format(&format).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqsd_first_received_at_is_iso_8601_utc() {
+        assert_eq!(
+            iso8601_from_epoch_ms("1700000000123").as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(iso8601_from_epoch_ms("soon"), None);
+    }
+}
