@@ -268,3 +268,63 @@ proptest! {
         }
     }
 }
+
+/// The unwrap fuzz target's seeds (fuzz/seeds/unwrap: SNS, FIFO SNS, EventBridge, odd and broken
+/// envelopes), each mutated: bytes replaced, inserted, or the body cut short.
+fn envelope_body() -> impl Strategy<Value = Vec<u8>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/unwrap");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .expect("fuzz/seeds/unwrap")
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    assert!(seeds.len() >= 5, "the seeds are there");
+    let edit = (any::<usize>(), any::<u8>(), 0u8..4);
+    (
+        prop::sample::select(seeds),
+        prop::collection::vec(edit, 0..6),
+    )
+        .prop_map(|(mut body, edits)| {
+            for (at, byte, op) in edits {
+                let i = if body.is_empty() { 0 } else { at % body.len() };
+                match op {
+                    0 if !body.is_empty() => body[i] = byte,
+                    1 => body.insert(i, byte),
+                    2 => body.truncate(i),
+                    _ => {}
+                }
+            }
+            body
+        })
+}
+
+proptest! {
+    /// Whatever a body holds, opening it never panics; what is not an envelope is delivered byte
+    /// for byte, and every header is one that cannot split the request.
+    #[test]
+    fn opening_an_envelope_never_loses_a_body_or_injects_a_header(body in envelope_body()) {
+        use carrier_actors::present::{envelope, Format, Presenter, Unwrap};
+        let delivery = Delivery {
+            message_id: Arc::from("m"),
+            body: bytes::Bytes::from(body.clone()),
+            ..Default::default()
+        };
+        for unwrap in [Unwrap::Sns, Unwrap::EventBridge, Unwrap::Auto] {
+            for style in [HeaderStyle::Carrier, HeaderStyle::Sqsd] {
+                let p = Presenter::new(Format::Message, style, unwrap, None, "q", "application/json");
+                let r = p.message(&delivery);
+                match envelope::unwrap(unwrap, &body) {
+                    envelope::Opened::Unchanged => prop_assert_eq!(&r.body[..], &body[..]),
+                    envelope::Opened::Sns(n) => prop_assert_eq!(&r.body[..], n.message.as_bytes()),
+                    envelope::Opened::EventBridge(e) => {
+                        prop_assert_eq!(&r.body[..], e.detail.as_bytes());
+                        prop_assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());
+                    }
+                }
+                for (_, value) in &r.headers {
+                    prop_assert!(value.as_bytes().iter().all(|b| *b != b'\r' && *b != b'\n'));
+                }
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod fake_sqs;
+pub mod fanout;
 pub mod powertools;
 
 use std::collections::HashMap;

@@ -277,6 +277,166 @@ fn iso8601_from_epoch_ms(ms: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::Incoming;
+    use crate::messages::Attribute;
+    use crate::present::{Format, Unwrap};
+    use std::sync::Arc;
+
+    fn presenter(style: HeaderStyle, unwrap: Unwrap) -> Presenter {
+        Presenter::new(
+            Format::Message,
+            style,
+            unwrap,
+            None,
+            "q",
+            "application/json",
+        )
+    }
+
+    fn request(p: &Presenter, body: &str, attributes: Vec<Attribute>) -> Request {
+        p.present(&[Incoming {
+            receipt: Arc::from("r"),
+            delivery: Arc::new(Delivery {
+                message_id: Arc::from("sqs-1"),
+                body: Bytes::from(body.to_string()),
+                receive_count: Some("2".into()),
+                attributes,
+                ..Default::default()
+            }),
+        }])
+    }
+
+    fn header<'r>(r: &'r Request, name: &str) -> Option<&'r str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+
+    const SNS: &str = r#"{"Type":"Notification","MessageId":"sns-1","TopicArn":"arn:aws:sns:us-east-1:123456789012:t.fifo",
+        "Subject":"Hello","Message":"<p>hi</p>","Timestamp":"2026-12-03T05:00:00.000Z","SequenceNumber":"10000000000000003000",
+        "MessageAttributes":{"Body.ContentType":{"Type":"String","Value":"text/html"},
+          "tenant":{"Type":"String","Value":"acme"},"price":{"Type":"Number","Value":"9.5"},
+          "tags":{"Type":"String.Array","Value":"[\"a\",\"b\"]"},"blob":{"Type":"Binary","Value":"AQI="},
+          "evil":{"Type":"String","Value":"a\r\nX-Injected: yes"}}}"#;
+
+    #[test]
+    fn an_sns_message_is_delivered_with_its_fields_and_attributes_as_headers() {
+        let r = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::Sns),
+            SNS,
+            Vec::new(),
+        );
+        assert_eq!(&r.body[..], b"<p>hi</p>");
+        assert_eq!(r.opened, Some("sns"));
+        assert_eq!(r.id.as_ref(), "sqs-1", "signed as the SQS message");
+        let want = [
+            ("content-type", "text/html"),
+            ("x-carrier-sns-message-id", "sns-1"),
+            (
+                "x-carrier-sns-topic-arn",
+                "arn:aws:sns:us-east-1:123456789012:t.fifo",
+            ),
+            ("x-carrier-sns-timestamp", "2026-12-03T05:00:00.000Z"),
+            ("x-carrier-sns-subject", "Hello"),
+            ("x-carrier-sns-sequence-number", "10000000000000003000"),
+            ("x-carrier-attribute-tenant", "acme"),
+            ("x-carrier-attribute-price", "9.5"),
+            ("x-carrier-attribute-tags", "[\"a\",\"b\"]"),
+            ("x-carrier-message-id", "sqs-1"),
+            ("x-carrier-receive-count", "2"),
+        ];
+        for (name, value) in want {
+            assert_eq!(header(&r, name), Some(value), "{name}");
+        }
+        assert_eq!(
+            header(&r, "x-carrier-attribute-blob"),
+            None,
+            "Binary: no header form"
+        );
+        assert_eq!(header(&r, "x-carrier-attribute-evil"), None);
+        assert_eq!(header(&r, "x-injected"), None);
+        assert_eq!(
+            r.skipped,
+            [Skip::Invalid {
+                header: "evil".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn in_sqsd_style_attributes_take_its_prefix_and_the_sns_names_stay() {
+        let r = request(&presenter(HeaderStyle::Sqsd, Unwrap::Auto), SNS, Vec::new());
+        assert_eq!(header(&r, "x-aws-sqsd-attr-tenant"), Some("acme"));
+        assert_eq!(header(&r, "x-carrier-attribute-tenant"), None);
+        assert_eq!(header(&r, "x-carrier-sns-subject"), Some("Hello"));
+        assert_eq!(header(&r, "x-aws-sqsd-msgid"), Some("sqs-1"));
+    }
+
+    #[test]
+    fn without_a_content_type_attribute_the_default_is_sent_and_an_event_is_json() {
+        let sns = r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Message":"x"}"#;
+        let r = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::Sns),
+            sns,
+            Vec::new(),
+        );
+        assert_eq!(header(&r, "content-type"), Some("application/json"));
+        assert_eq!(header(&r, "x-carrier-sns-subject"), None);
+        let event = r#"{"id":"e-1","detail-type":"Order Placed","source":"shop","time":"2026-12-03T05:00:00Z",
+            "account":"123456789012","region":"eu-west-1","resources":["arn:a","arn:b"],"detail":{"order":7}}"#;
+        let p = Presenter::new(
+            Format::Message,
+            HeaderStyle::Carrier,
+            Unwrap::EventBridge,
+            None,
+            "q",
+            "text/plain",
+        );
+        let r = request(&p, event, Vec::new());
+        assert_eq!(&r.body[..], br#"{"order":7}"#);
+        assert_eq!(r.opened, Some("eventbridge"));
+        let want = [
+            ("content-type", "application/json"),
+            ("x-carrier-event-id", "e-1"),
+            ("x-carrier-event-source", "shop"),
+            ("x-carrier-event-detail-type", "Order Placed"),
+            ("x-carrier-event-time", "2026-12-03T05:00:00Z"),
+            ("x-carrier-event-account", "123456789012"),
+            ("x-carrier-event-region", "eu-west-1"),
+            ("x-carrier-event-resources", "arn:a,arn:b"),
+        ];
+        for (name, value) in want {
+            assert_eq!(header(&r, name), Some(value), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_the_envelope_is_delivered_unchanged_and_counted_as_none() {
+        let tenant = Attribute {
+            name: "tenant".into(),
+            data_type: "String".into(),
+            value: AttributeValue::Text("acme".into()),
+        };
+        let r = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::Auto),
+            "{\"Type\":\"Notification\"",
+            vec![tenant],
+        );
+        assert_eq!(&r.body[..], b"{\"Type\":\"Notification\"");
+        assert_eq!(r.opened, Some("none"));
+        assert_eq!(header(&r, "x-carrier-attribute-tenant"), Some("acme"));
+        let plain = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::None),
+            SNS,
+            Vec::new(),
+        );
+        assert_eq!(&plain.body[..], SNS.as_bytes());
+        assert_eq!(
+            plain.opened, None,
+            "not counted without an envelope configured"
+        );
+    }
 
     #[test]
     fn sqsd_first_received_at_is_iso_8601_utc() {

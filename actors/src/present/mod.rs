@@ -110,6 +110,11 @@ impl Presenter {
         self.format
     }
 
+    /// The request for one message in the one-message format (for property tests and fuzzing).
+    pub fn message(&self, delivery: &crate::messages::Delivery) -> Request {
+        message::present(self, delivery)
+    }
+
     /// The request for these records (one, unless in Lambda format).
     pub fn present(&self, records: &[Incoming]) -> Request {
         match (&self.format, &self.source, records) {
