@@ -71,9 +71,49 @@ fn server() -> FakeSqs {
     })
 }
 
-/// Moves `n` messages (bodies of at least `body_bytes`) through a fresh carrier. With `scrape`,
-/// GETs `/metrics` 20 times a second meanwhile (does a scraper slow delivery?).
-async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, body_bytes: usize) -> Run {
+/// What the benchmark's messages hold.
+#[derive(Debug, Clone, Copy)]
+enum Bodies {
+    /// `m<i>` padded to at least this many bytes.
+    Plain(usize),
+    /// An SNS notification (as a topic without raw delivery writes it) around `m<i>`.
+    Sns,
+}
+
+impl Bodies {
+    fn body(self, i: usize) -> String {
+        match self {
+            Bodies::Plain(bytes) => format!("m{i}{}", "p".repeat(bytes.saturating_sub(1))),
+            Bodies::Sns => sns_envelope(&format!("{{\"order\":{i}}}")),
+        }
+    }
+}
+
+/// An SNS notification as a topic writes it into a queue (attributes, subject, signature fields).
+fn sns_envelope(message: &str) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": "arn:aws:sns:us-west-2:123456789012:orders",
+        "Subject": "Order placed",
+        "Message": message,
+        "Timestamp": "2026-12-03T05:00:00.000Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLEpH+DcEwjAPg8O9mY8dReBSwksfg2S7WKQcikcNKWLQjwu6A4VbeS0QHVCkhRS7fUQvi2egU3N858fiTDN6bkkOxYDVrY0Ad8L10Hs3zH81mtnPk5uvvolIC1CXGu43obcgFxeL3khZl8IKvO61GWB6jI9b5+gLPoBc1Q=",
+        "SigningCertURL": "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem",
+        "UnsubscribeURL": "https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-west-2:123456789012:orders:c9135db0-26c4-47ec-8998-413945fb5a96",
+        "MessageAttributes": {
+            "tenant": {"Type": "String", "Value": "acme"},
+            "priority": {"Type": "Number", "Value": "3"},
+            "Body.ContentType": {"Type": "String", "Value": "application/json"}
+        }
+    })
+    .to_string()
+}
+
+/// Moves `n` messages through a fresh carrier. With `scrape`, GETs `/metrics` 20 times a second
+/// meanwhile (does a scraper slow delivery?).
+async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies: Bodies) -> Run {
     let older_servers = threads_cpu_seconds("fake-sqs");
     // The sink: its system thread ("test-sink") and actix-web's acceptor and worker threads.
     let older_sinks = threads_cpu_seconds("test-sink")
@@ -82,8 +122,7 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, body_by
         .collect();
     let sqs = server();
     sqs.create_queue("bench", QueueConfig::standard());
-    let padding = "p".repeat(body_bytes);
-    let bodies: Vec<String> = (0..n).map(|i| format!("m{i}{padding}")).collect();
+    let bodies: Vec<String> = (0..n).map(|i| bodies.body(i)).collect();
     sqs.send_all("bench", &bodies);
     let sink = Sink::answering(200);
     let mut env = sqs.carrier_env("bench", &sink);
@@ -158,8 +197,8 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, body_by
 }
 
 /// A benchmark configuration: label, messages, extra environment, scrape /metrics meanwhile,
-/// body bytes.
-type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool, usize);
+/// the messages' bodies.
+type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool, Bodies);
 
 fn messages_wanted(default: usize) -> usize {
     std::env::var("CARRIER_BENCH_MESSAGES")
@@ -238,56 +277,78 @@ async fn bench() {
             ("CARRIER_SQS_RECEIVER_WORKERS", workers),
         ]
     };
+    let mut unwrap_sns = two.to_vec();
+    unwrap_sns.push(("CARRIER_WEBHOOK_UNWRAP", "sns"));
     let configs: Vec<Config> = vec![
         (
             "batch 10, 2 receivers × 10 workers",
             n,
             two.to_vec(),
             false,
-            0,
+            Bodies::Plain(0),
         ),
         (
             "the same, CARRIER_THREADS=2",
             n,
             two_threads.to_vec(),
             false,
-            0,
+            Bodies::Plain(0),
         ),
         (
             "the same (1 thread), /metrics scraped at 20 Hz",
             n,
             two.to_vec(),
             true,
-            0,
+            Bodies::Plain(0),
         ),
         (
             "batch 10, 1 receiver × 10 workers",
             n,
             batch.to_vec(),
             false,
-            0,
+            Bodies::Plain(0),
         ),
-        ("Go defaults (batch 1, 1 × 1)", n / 10, Vec::new(), false, 0),
+        (
+            "Go defaults (batch 1, 1 × 1)",
+            n / 10,
+            Vec::new(),
+            false,
+            Bodies::Plain(0),
+        ),
         (
             "Lambda format, batch 10, 1 × 2 workers",
             n,
             lambda("10", "0s", "2"),
             false,
-            0,
+            Bodies::Plain(0),
         ),
         (
             "Lambda format, batch 100, window 1s, 1 × 2",
             n,
             lambda("100", "1s", "2"),
             false,
-            0,
+            Bodies::Plain(0),
         ),
         (
             "Lambda format, batch 1000, window 1s, 1 × 1, 1 KB bodies",
             n,
             lambda("1000", "1s", "1"),
             false,
-            1024,
+            Bodies::Plain(1024),
+        ),
+        (
+            "SNS envelopes delivered as they are (batch 10, 2 × 10)",
+            n,
+            two.to_vec(),
+            false,
+            Bodies::Sns,
+        ),
+        (
+            "the same, CARRIER_WEBHOOK_UNWRAP=sns",
+            n,
+            unwrap_sns.clone(),
+            false,
+            Bodies::Sns,
         ),
     ];
     // `CARRIER_BENCH_ONLY=i`: only the i-th run of the table (scripts/flamegraph profiles the first).
@@ -295,13 +356,13 @@ async fn bench() {
         .ok()
         .and_then(|v| v.parse().ok());
     let mut results = Vec::new();
-    for (i, (label, messages, env, scrape, body_bytes)) in configs.iter().enumerate() {
+    for (i, (label, messages, env, scrape, bodies)) in configs.iter().enumerate() {
         if only.is_some_and(|only| only != i + 1) {
             continue;
         }
         let mut runs = Vec::new();
         for _ in 0..k {
-            runs.push(run(*messages, env, *scrape, *body_bytes).await);
+            runs.push(run(*messages, env, *scrape, *bodies).await);
         }
         results.push((*label, *messages, runs));
     }
@@ -485,4 +546,51 @@ async fn sqs_server_alone() {
         let all = (cpu_seconds(std::process::id()) - all0) / n as f64 * 1e6;
         println!("| {workers} | {send:.0} | {receive:.0} | {server:.0} | {all:.0} |");
     }
+}
+
+/// What presenting one message costs, in this process (no I/O): the request for an SNS
+/// notification as it is and opened (`CARRIER_WEBHOOK_UNWRAP=sns`), 100 000 times each; the
+/// difference is the unwrap's cost per message.
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn unwrap_cost() {
+    use carrier_actors::present::{Format, HeaderStyle, Presenter, Unwrap};
+    let n = 100_000;
+    let deliveries: Vec<carrier_actors::Delivery> = (0..100)
+        .map(|i| carrier_actors::Delivery {
+            message_id: std::sync::Arc::from(format!("m-{i}")),
+            body: bytes::Bytes::from(sns_envelope(&format!("{{\"order\":{i}}}"))),
+            receive_count: Some("1".into()),
+            ..Default::default()
+        })
+        .collect();
+    let mut per_message = Vec::new();
+    for unwrap in [Unwrap::None, Unwrap::Sns] {
+        let p = Presenter::new(
+            Format::Message,
+            HeaderStyle::Carrier,
+            unwrap,
+            None,
+            "q",
+            "application/json",
+        );
+        let mut best = f64::MAX;
+        for _ in 0..runs_wanted() {
+            let started = Instant::now();
+            let mut bytes = 0;
+            for i in 0..n {
+                bytes += p.message(&deliveries[i % deliveries.len()]).body.len();
+            }
+            assert!(bytes > 0);
+            best = best.min(started.elapsed().as_secs_f64() / n as f64 * 1e6);
+        }
+        per_message.push(best);
+    }
+    println!("\n| presentation of an SNS notification ({n} messages, best of {}) | µs/message |\n|---|---|", runs_wanted());
+    println!("| as it is (`none`) | {:.2} |", per_message[0]);
+    println!("| opened (`sns`) | {:.2} |", per_message[1]);
+    println!(
+        "| the unwrap's cost | {:.2} |",
+        per_message[1] - per_message[0]
+    );
 }

@@ -417,3 +417,82 @@ async fn the_heartbeat_keeps_a_slow_batch_invisible_so_no_record_is_posted_twice
     carrier.signal("TERM");
     assert!(carrier.wait_exit(T).await.success());
 }
+
+/// A webhook on 127.0.0.1 that answers the first `cut` POSTs with `head` and then closes the
+/// connection (a worker killed mid-answer, a proxy reset), and every later one with an empty
+/// success. Returns its URL and the count of POSTs.
+fn cutting_webhook(
+    head: &'static str,
+    cut: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/invocations", listener.local_addr().unwrap());
+    let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            // One request per connection: headers, then the body by Content-Length.
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let answer = if n < cut {
+                head
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(answer.as_bytes());
+            // Dropped: closed, whatever the head promised.
+        }
+    });
+    (url, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_before_its_body_fails_the_batch_instead_of_deleting_it() {
+    let heads = [
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n   ",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for head in heads {
+        let queue = TestQueue::create("lambda-cut", 30).await;
+        queue.send_many("cut", 3).await;
+        let (url, posts) = cutting_webhook(head, 1);
+        let port = free_port();
+        let mut env = lambda_env(&queue, &url, 10, "1s");
+        env.push(("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".into()));
+        env.push(("CARRIER_ADMIN_ADDR", format!("127.0.0.1:{port}")));
+        let mut carrier = CarrierProcess::start(&env);
+
+        queue.wait_counts((0, 0), T).await;
+        let m = metrics(port).await;
+        assert!(
+            posts.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{head:?}: the batch came back and was POSTed again"
+        );
+        assert_eq!(
+            m["carrier_batches_total{result=\"failed\"}"], 1.0,
+            "{head:?}"
+        );
+        assert_eq!(
+            m["carrier_messages_acked_total"], 3.0,
+            "{head:?}: once, after the good answer"
+        );
+        carrier.signal("TERM");
+        assert!(carrier.wait_exit(T).await.success());
+    }
+}

@@ -257,6 +257,7 @@ proptest! {
                 function_error,
                 retry_until: None,
                 body: &body,
+                declared_length: Some(body.len()),
             },
             &batch,
         );

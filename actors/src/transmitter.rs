@@ -307,6 +307,10 @@ impl Shape {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| http::retry_after(v, SystemTime::now()));
         let success = self.settings.success_codes.contains(status);
+        let declared_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
         let body = if success && !function_error {
             match response.body().limit(lambda::MAX_PAYLOAD).await {
                 Ok(body) => Some(body),
@@ -328,6 +332,7 @@ impl Shape {
                     function_error,
                     retry_until,
                     body,
+                    declared_length,
                 },
                 &ids,
             ),

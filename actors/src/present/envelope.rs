@@ -7,6 +7,7 @@
 //! (delivered as it is); an optional field of the wrong type is left out. It never fails.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -117,14 +118,23 @@ struct RawSns<'a> {
     topic_arn: Cow<'a, str>,
     #[serde(rename = "Message", borrow)]
     message: Cow<'a, str>,
-    #[serde(rename = "Timestamp", default)]
-    timestamp: Option<Value>,
-    #[serde(rename = "Subject", default)]
-    subject: Option<Value>,
-    #[serde(rename = "SequenceNumber", default)]
-    sequence_number: Option<Value>,
-    #[serde(rename = "MessageAttributes", default)]
-    attributes: Option<Value>,
+    #[serde(rename = "Timestamp", default, borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(rename = "Subject", default, borrow)]
+    subject: Option<&'a RawValue>,
+    #[serde(rename = "SequenceNumber", default, borrow)]
+    sequence_number: Option<&'a RawValue>,
+    #[serde(rename = "MessageAttributes", default, borrow)]
+    attributes: Option<&'a RawValue>,
+}
+
+/// One SNS message attribute; read on its own, so a malformed one is skipped, not fatal.
+#[derive(Deserialize)]
+struct RawAttribute<'a> {
+    #[serde(rename = "Type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "Value", borrow)]
+    value: Cow<'a, str>,
 }
 
 fn sns(body: &[u8]) -> Option<SnsNotification> {
@@ -135,25 +145,28 @@ fn sns(body: &[u8]) -> Option<SnsNotification> {
     if raw.kind != "Notification" {
         return None;
     }
-    let attributes = match raw.attributes {
-        Some(Value::Object(map)) => map
-            .into_iter()
-            .filter_map(|(name, a)| {
-                let kind = a.get("Type")?.as_str()?.to_string();
-                let value = a.get("Value")?.as_str()?.to_string();
-                Some(SnsAttribute { name, kind, value })
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let attributes = raw
+        .attributes
+        .and_then(|a| serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(a.get()).ok())
+        .unwrap_or_default();
     Some(SnsNotification {
         message: raw.message.into_owned(),
         message_id: raw.message_id.into_owned(),
         topic_arn: raw.topic_arn.into_owned(),
-        timestamp: text(raw.timestamp),
-        subject: text(raw.subject),
-        sequence_number: text(raw.sequence_number),
-        attributes,
+        timestamp: raw_text(raw.timestamp),
+        subject: raw_text(raw.subject),
+        sequence_number: raw_text(raw.sequence_number),
+        attributes: attributes
+            .into_iter()
+            .filter_map(|(name, a)| {
+                let a: RawAttribute<'_> = serde_json::from_str(a.get()).ok()?;
+                Some(SnsAttribute {
+                    name: name.into_owned(),
+                    kind: a.kind.into_owned(),
+                    value: a.value.into_owned(),
+                })
+            })
+            .collect(),
     })
 }
 
@@ -209,6 +222,16 @@ fn event(body: &[u8]) -> Option<Event> {
 /// A JSON object at first sight (skipping leading whitespace): anything else is not parsed.
 fn looks_like_object(body: &[u8]) -> bool {
     body.trim_ascii_start().first() == Some(&b'{')
+}
+
+/// An optional field's text, when it is a string.
+fn raw_text(value: Option<&RawValue>) -> Option<String> {
+    let value = value?.get();
+    value
+        .starts_with('"')
+        .then(|| serde_json::from_str::<Cow<'_, str>>(value).ok())
+        .flatten()
+        .map(Cow::into_owned)
 }
 
 /// An optional field's text, when it is a string.

@@ -207,6 +207,8 @@ pub enum BatchFailure {
     FunctionErrorHeader,
     #[error("the answer is over 6 MB")]
     TooLarge,
+    #[error("the answer ended before its body did (or was empty without a Content-Length)")]
+    Truncated,
     #[error("the answer is not JSON")]
     NotJson,
     #[error("the answer is neither a JSON object nor null")]
@@ -229,6 +231,10 @@ pub struct Answer<'a> {
     pub retry_until: Option<SystemTime>,
     /// The body as read (at most [`MAX_PAYLOAD`] + 1 bytes: more means too large).
     pub body: &'a [u8],
+    /// The answer's `Content-Length`, if it had one. A body shorter than it was cut off; an
+    /// empty one without it (chunked, or ended by closing) cannot be told from one cut off
+    /// before its first byte, and deleting a batch on a dead worker's behalf would lose it.
+    pub declared_length: Option<usize>,
 }
 
 /// Reads an answer as Lambda does with `ReportBatchItemFailures`. `batch` holds the records'
@@ -247,8 +253,12 @@ pub fn read_answer(answer: Answer<'_>, batch: &[Arc<str>]) -> BatchAnswer {
     if answer.body.len() > MAX_PAYLOAD {
         return failed(BatchFailure::TooLarge);
     }
-    if answer.body.trim_ascii().is_empty() {
-        return BatchAnswer::Ok;
+    let empty = answer.body.trim_ascii().is_empty();
+    match answer.declared_length {
+        Some(length) if length != answer.body.len() => return failed(BatchFailure::Truncated),
+        None if empty => return failed(BatchFailure::Truncated),
+        _ if empty => return BatchAnswer::Ok,
+        _ => {}
     }
     let Ok(value) = serde_json::from_slice::<Value>(answer.body) else {
         return failed(BatchFailure::NotJson);
@@ -328,6 +338,7 @@ mod tests {
                 function_error: false,
                 retry_until: None,
                 body,
+                declared_length: Some(body.len()),
             },
             batch,
         )
@@ -422,6 +433,7 @@ mod tests {
                     function_error,
                     retry_until,
                     body,
+                    declared_length: Some(body.len()),
                 },
                 &batch,
             )
@@ -452,6 +464,40 @@ mod tests {
             answer(200, true, false, None, &huge),
             BatchAnswer::Failed(BatchFailure::TooLarge)
         );
+    }
+
+    #[test]
+    fn an_answer_shorter_than_it_said_or_empty_without_saying_fails_the_batch() {
+        let batch = ids(&["m1"]);
+        let read = |body: &[u8], declared_length| {
+            read_answer(
+                Answer {
+                    status: 200,
+                    success: true,
+                    function_error: false,
+                    retry_until: None,
+                    body,
+                    declared_length,
+                },
+                &batch,
+            )
+        };
+        let truncated = BatchAnswer::Failed(BatchFailure::Truncated);
+        assert_eq!(read(b"", Some(100)), truncated);
+        assert_eq!(read(b"   ", Some(100)), truncated);
+        assert_eq!(
+            read(b"", None),
+            truncated,
+            "chunked or close-delimited, and empty"
+        );
+        assert_eq!(read(b"  ", None), truncated);
+        assert_eq!(read(b"", Some(0)), BatchAnswer::Ok);
+        assert_eq!(
+            read(b"{}", None),
+            BatchAnswer::Ok,
+            "a whole JSON value is an answer"
+        );
+        assert_eq!(read(b"{}", Some(2)), BatchAnswer::Ok);
     }
 
     #[test]
