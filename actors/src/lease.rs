@@ -30,7 +30,7 @@
 //! tested without a runtime. The receiver actor wires timers, SQS calls and `Deliver` → `Outcome`
 //! around it: it performs the [`Step`]s the ledger hands back and reports how they went.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -162,7 +162,7 @@ pub type PostId = u64;
 #[derive(Debug, Clone)]
 pub enum Step {
     /// Send these messages to the webhook in one POST, in this order; report the answer with
-    /// [`Ledger::answered`] (or each record's outcome with [`Ledger::outcome`]).
+    /// [`Ledger::answered`].
     Deliver(PostId, Vec<(LeaseId, Incoming)>),
     /// Run this SQS action; report with [`Ledger::settled`].
     Act(LeaseId, Action),
@@ -265,7 +265,7 @@ impl Holders {
     }
 }
 
-/// What [`Ledger::outcome`] decided for a delivery.
+/// What one lease's outcome decided (see [`Ledger::answered`]).
 #[derive(Debug, Default)]
 pub struct Decided {
     /// The lease's own SQS action as it will be applied (`None`: left to its visibility timeout),
@@ -416,9 +416,11 @@ pub struct Ledger {
     next_id: LeaseId,
     /// FIFO groups with a lease in hand or a block.
     groups: HashMap<Arc<str>, Group>,
-    /// Leases waiting for a POST, in received order, and the bytes they add up to.
+    /// Leases waiting for a POST, in received order, and the bytes they add up to; and by the
+    /// time they became ready (the oldest starts the batch window).
     ready: BTreeSet<LeaseId>,
     ready_bytes: usize,
+    ready_since: BTreeSet<(Instant, LeaseId)>,
     /// POSTs in flight: their leases in order, and how many of them are still delivering.
     posts: HashMap<PostId, InFlight>,
     next_post: PostId,
@@ -450,6 +452,7 @@ impl Ledger {
             groups: HashMap::new(),
             ready: BTreeSet::new(),
             ready_bytes: 0,
+            ready_since: BTreeSet::new(),
             posts: HashMap::new(),
             next_post: 0,
             settling: 0,
@@ -705,7 +708,11 @@ impl Ledger {
         let Some(lease) = self.leases.get_mut(&id) else {
             return;
         };
+        if let State::Ready { since } = lease.state {
+            self.ready_since.remove(&(since, id));
+        }
         lease.state = State::Ready { since: now };
+        self.ready_since.insert((now, id));
         if self.ready.insert(id) {
             self.ready_bytes += lease.bytes;
         }
@@ -717,7 +724,8 @@ impl Ledger {
             return;
         };
         match lease.state {
-            State::Ready { .. } => {
+            State::Ready { since } => {
+                self.ready_since.remove(&(since, id));
                 if self.ready.remove(&id) {
                     self.ready_bytes -= lease.bytes;
                 }
@@ -749,7 +757,7 @@ impl Ledger {
         let posts = &self.settings.posts;
         let mut taken = Vec::new();
         let mut bytes = 0usize;
-        let mut seen_groups: Vec<&Arc<str>> = Vec::new();
+        let mut seen_groups: HashSet<&Arc<str>> = HashSet::new();
         let mut take = |id: LeaseId, taken: &mut Vec<LeaseId>| -> Result<(), ()> {
             let lease_bytes = self.leases.get(&id).map_or(0, |l| l.bytes);
             if taken.len() >= posts.size
@@ -776,10 +784,9 @@ impl Ledger {
                 }
                 continue;
             };
-            if seen_groups.contains(&group_id) {
+            if !seen_groups.insert(group_id) {
                 continue;
             }
-            seen_groups.push(group_id);
             let Some(group) = self.groups.get(group_id) else {
                 continue;
             };
@@ -804,6 +811,19 @@ impl Ledger {
     fn form(&mut self, now: Instant) -> Vec<Step> {
         let mut steps = Vec::new();
         while self.posts.len() < self.settings.posts.concurrency {
+            // What is ready may not all be free to go (FIFO), so these are necessary, not
+            // sufficient; without one of them, no POST can go and none is looked for.
+            let posts = &self.settings.posts;
+            let may_send = self.ready.len() >= posts.size
+                || self.ready_bytes > posts.max_bytes
+                || self.cannot_gather()
+                || self
+                    .ready_since
+                    .first()
+                    .is_some_and(|(since, _)| now >= *since + posts.window);
+            if !may_send {
+                break;
+            }
             let (leases, full) = self.next_post();
             let Some(oldest) = self.oldest_ready(&leases) else {
                 break;
@@ -873,7 +893,7 @@ impl Ledger {
             }
             let delivery = lease.delivery.clone();
             let outcome = outcome_of(&delivery);
-            let decided = self.outcome(now, id, &outcome);
+            let decided = self.decide(now, id, &outcome);
             answered.steps.extend(decided.steps);
             answered.records.push(RecordOutcome {
                 delivery,
@@ -881,13 +901,23 @@ impl Ledger {
                 action: decided.action,
             });
         }
+        answered.steps.extend(self.form(now));
         answered
     }
 
     /// The webhook's outcome for a delivering lease: its SQS action (none for a Nack left to the
     /// visibility timeout: the lease is then done at once), and in a FIFO group the next message's
     /// delivery, or after a failure the release of the rest of the group in hand.
+    #[cfg(test)]
     pub fn outcome(&mut self, now: Instant, id: LeaseId, outcome: &Outcome) -> Decided {
+        let mut decided = self.decide(now, id, outcome);
+        decided.steps.extend(self.form(now));
+        decided
+    }
+
+    /// One lease's outcome, without gathering the next POSTs (a POST's answer gathers once, after
+    /// all its records).
+    fn decide(&mut self, now: Instant, id: LeaseId, outcome: &Outcome) -> Decided {
         let mut decided = Decided::default();
         let Some(lease) = self.leases.get_mut(&id) else {
             return decided;
@@ -944,16 +974,8 @@ impl Ledger {
             }
         }
         if let Some(group) = group {
-            self.after_group_outcome(
-                now,
-                &group,
-                id,
-                message_id,
-                reappears_at,
-                &mut decided.steps,
-            );
+            self.after_group_outcome(&group, id, message_id, reappears_at, &mut decided.steps);
         }
-        decided.steps.extend(self.form(now));
         decided
     }
 
@@ -978,7 +1000,7 @@ impl Ledger {
     /// FIFO bookkeeping once the front of `group` has its outcome.
     fn after_group_outcome(
         &mut self,
-        now: Instant,
+
         group_id: &Arc<str>,
         id: LeaseId,
         message_id: Arc<str>,
@@ -987,13 +1009,19 @@ impl Ledger {
     ) {
         // (A lease done at once already left its group, and an emptied group was dropped.)
         let group = self.groups.entry(group_id.clone()).or_default();
-        group.leases.retain(|l| *l != id);
+        // A POST's records leave their group from its front, in order.
+        if group.leases.front() == Some(&id) {
+            group.leases.pop_front();
+        } else {
+            group.leases.retain(|l| *l != id);
+        }
         match reappears_at {
             // Delivered (acked or dead-lettered): the next of the group may go.
             None if group.leases.is_empty() => {
                 self.groups.remove(group_id);
             }
-            None => self.open_group(now, group_id),
+            // Nothing of an unblocked group is queued: its ready leases may go.
+            None => {}
             Some(due) => {
                 // Failed: the rest of the group in hand goes back unsent, and later messages of
                 // the group are held until this one has come round again.
@@ -1118,7 +1146,11 @@ impl Ledger {
         }
         if let Some(group_id) = lease.delivery.group_id.as_ref() {
             if let Some(group) = self.groups.get_mut(group_id) {
-                group.leases.retain(|l| *l != id);
+                // A settling lease already left its group (its outcome, or its release, took it
+                // out): no need to look through a long group for it.
+                if !matches!(lease.state, State::Settling { .. }) {
+                    group.leases.retain(|l| *l != id);
+                }
                 if group.leases.is_empty() && group.blocked.is_none() {
                     self.groups.remove(group_id);
                 }
@@ -1147,10 +1179,17 @@ impl Ledger {
             .values()
             .filter_map(|g| g.blocked.as_ref().map(|b| b.until));
         // A batch that is not full goes when the window of its oldest record ends.
-        let window = (self.posts.len() < self.settings.posts.concurrency && !self.ready.is_empty())
-            .then(|| self.oldest_ready(&self.next_post().0))
-            .flatten()
-            .map(|oldest| oldest + self.settings.posts.window);
+        let window = (self.posts.len() < self.settings.posts.concurrency
+            && !self.ready.is_empty()
+            && !self.settings.posts.window.is_zero())
+        .then(|| match self.settings.fifo {
+            // FIFO: only the records free to go count (a busy group's wait for its POST).
+            true => self.oldest_ready(&self.next_post().0),
+            // Every ready lease is free to go: the oldest is at hand.
+            false => self.ready_since.first().map(|(since, _)| *since),
+        })
+        .flatten()
+        .map(|oldest| oldest + self.settings.posts.window);
         leases.chain(blocks).chain(window).min()
     }
 
