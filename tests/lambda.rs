@@ -496,3 +496,40 @@ async fn an_answer_cut_off_before_its_body_fails_the_batch_instead_of_deleting_i
         assert!(carrier.wait_exit(T).await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_failing_as_if_the_function_were_down_hold_receiving_after_one_round_of_workers() {
+    // One worker, batches of 10: a 502 batch is one failure, and three in a row (the least of a
+    // round of workers, at least 3) bring the health check forward and hold receiving; the
+    // batches in between must not burn 10 receive counts each (the hold once came after 10).
+    let queue = TestQueue::create("lambda-doubt", 30).await;
+    let sink = Sink::answering(502);
+    let mut env = lambda_env(&queue, &sink.url, 10, "0s");
+    env.extend([
+        (
+            "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT",
+            sink.health_url.clone(),
+        ),
+        ("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL", "60s".into()),
+        ("CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT", "5".into()),
+        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".into()),
+    ]);
+    let mut carrier = CarrierProcess::start(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    sink.set_health(503);
+    queue.send_many("doubt", 100).await;
+    carrier
+        .wait_log(
+            "deliveries failing as if the webhook were down; receiving held until a health check passes",
+            T,
+        )
+        .await;
+    carrier.wait_log("health check failed", T).await;
+    let posts = sink.request_count();
+    assert!(
+        (3..=4).contains(&posts),
+        "{posts} failed batches before the hold"
+    );
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+}

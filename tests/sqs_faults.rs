@@ -548,3 +548,44 @@ async fn a_message_acked_while_another_receive_brought_it_back_is_deleted_not_de
     assert_delivered_once(&sqs, carrier, &sink, "once").await;
     assert_eq!(sqs.message_with_body("jobs", "once").receive_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_stays_invisible_though_each_extension_call_is_slow() {
+    // Lambda format, 300 records in one POST that takes 8 s, on a queue with a 4 s visibility
+    // timeout, and every ChangeMessageVisibilityBatch (10 entries) answering after 300 ms: 30
+    // calls one after another would take 9 s, far past the visibility left. The heartbeat's calls
+    // run side by side, so nothing lapses: each message is handed out once.
+    let sqs = FakeSqs::start();
+    sqs.create_queue("jobs", QueueConfig::standard().visibility_timeout(4));
+    let bodies: Vec<String> = (0..300).map(|i| format!("job-{i}")).collect();
+    sqs.send_all("jobs", &bodies);
+    sqs.inject(
+        Op::ChangeMessageVisibilityBatch,
+        Fault::Delay(Duration::from_millis(300)),
+        Times::Always,
+    );
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(8)));
+    let mut env = sqs.carrier_env("jobs", &sink);
+    env.extend([
+        ("CARRIER_WEBHOOK_FORMAT", "lambda".to_string()),
+        ("CARRIER_WEBHOOK_BATCH_SIZE", "300".into()),
+        ("CARRIER_WEBHOOK_BATCH_WINDOW", "3s".into()),
+        // A second receiver with free slots would take any message that lapsed.
+        ("CARRIER_SQS_RECEIVERS", "2".into()),
+    ]);
+    let mut carrier = CarrierProcess::start(&env);
+
+    sqs.wait("every message deleted", Duration::from_secs(60), |s| {
+        (s.counts("jobs").deleted == 300).then_some(())
+    })
+    .await;
+    carrier.signal("TERM");
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
+    assert_eq!(
+        sqs.counts("jobs").received,
+        300,
+        "each message handed out once"
+    );
+    let stopped = carrier.wait_log("carrier stopped", T).await;
+    assert_eq!(stopped["acked"].as_u64(), Some(300));
+}

@@ -113,8 +113,11 @@ pub struct Posts {
     pub concurrency: usize,
     /// A POST's records together never pass this many bytes ([`Posts::record_bytes`] each).
     pub max_bytes: usize,
-    /// The most bytes one record can add to a POST's body (0: bytes are not counted).
-    pub record_bytes: fn(&Delivery) -> usize,
+    /// The most bytes one record can add to a POST's body, given its receipt handle (0: bytes are
+    /// not counted).
+    pub record_bytes: fn(&Delivery, &str) -> usize,
+    /// What every record adds besides (e.g. the queue's ARN in each Lambda record).
+    pub record_overhead: usize,
 }
 
 impl Posts {
@@ -125,7 +128,8 @@ impl Posts {
             window: Duration::ZERO,
             concurrency: concurrency.max(1),
             max_bytes: usize::MAX,
-            record_bytes: |_| 0,
+            record_bytes: |_, _| 0,
+            record_overhead: 0,
         }
     }
 }
@@ -597,7 +601,9 @@ impl Ledger {
     fn lease(&mut self, message: Incoming, sent_at: Instant, heartbeat: Heartbeat) -> LeaseId {
         let id = self.next_id;
         self.next_id += 1;
-        let bytes = (self.settings.posts.record_bytes)(&message.delivery);
+        let posts = &self.settings.posts;
+        let bytes =
+            (posts.record_bytes)(&message.delivery, &message.receipt) + posts.record_overhead;
         self.by_message
             .insert(message.delivery.message_id.clone(), id);
         let _ = self
@@ -1972,7 +1978,8 @@ mod tests {
                 window,
                 concurrency,
                 max_bytes: usize::MAX,
-                record_bytes: |d| d.body.len(),
+                record_bytes: |d, _| d.body.len(),
+                record_overhead: 0,
             },
             ..settings()
         }

@@ -52,6 +52,8 @@ const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
 const POLL_BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// ...up to this, so an unreachable SQS costs one call (and one log line) per ~10 s per receiver.
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Visibility extension calls one receiver has out at once.
+const EXTENSION_CALLS: usize = 16;
 /// Down-looking failures in a row before the health checker is told: one round of workers,
 /// clamped to this range.
 const SUSPECT_AFTER: (usize, usize) = (3, 10);
@@ -139,6 +141,8 @@ pub struct SqsReceiverActor {
     heartbeat: Option<(Instant, SpawnHandle)>,
     /// SQS calls still running; drain waits for them.
     actions_in_flight: usize,
+    /// Bounds the heartbeat's calls out at once.
+    extension_calls: Arc<tokio::sync::Semaphore>,
     dead_letter: Option<Arc<DeadLetterQueue>>,
     suspect: Option<Recipient<Suspect>>,
     peers: Peers,
@@ -175,6 +179,7 @@ impl SqsReceiverActor {
             flush_timer: None,
             heartbeat: None,
             actions_in_flight: 0,
+            extension_calls: Arc::new(tokio::sync::Semaphore::new(EXTENSION_CALLS)),
             dead_letter: parts.dead_letter,
             suspect: parts.suspect,
             peers: parts.peers,
@@ -437,35 +442,42 @@ impl SqsReceiverActor {
         self.heartbeat = Some((next, handle));
     }
 
-    /// Sends the extensions that are due, in one batch call per 10. The call is cut off when the
-    /// first of its messages would become visible: one slow call must not outlive the lease (the
-    /// ledger then tries again at once).
+    /// Sends the extensions that are due, one batch call per 10, side by side (at most
+    /// [`EXTENSION_CALLS`] at once): a batch of thousands of records must not wait for its calls
+    /// one after another. Each call is cut off when the first of its messages would become
+    /// visible: one slow call must not outlive the lease (the ledger then tries again at once).
     fn extend_due(&mut self, ctx: &mut Context<Self>) {
         let extensions = self.ledger.due_extensions(Instant::now());
-        let Some(cut_off) = extensions.iter().map(|e| e.visible_until).min() else {
-            return;
-        };
-        let entries: Vec<Entry> = extensions
-            .iter()
-            .filter_map(|e| {
-                Some(Entry {
-                    key: e.lease,
-                    receipt: e.receipt.clone(),
-                    message_id: self.ledger.delivery(e.lease)?.message_id.clone(),
-                    secs: e.secs,
+        for chunk in extensions.chunks(MAX_BATCH_SIZE) {
+            let Some(cut_off) = chunk.iter().map(|e| e.visible_until).min() else {
+                continue;
+            };
+            let entries: Vec<Entry> = chunk
+                .iter()
+                .filter_map(|e| {
+                    Some(Entry {
+                        key: e.lease,
+                        receipt: e.receipt.clone(),
+                        message_id: self.ledger.delivery(e.lease)?.message_id.clone(),
+                        secs: e.secs,
+                    })
                 })
-            })
-            .collect();
-        let (queue, me, sent_at) = (self.queue.clone(), ctx.address(), Instant::now());
-        self.spawn_action(async move {
-            let call = queue.extend(entries);
-            let results = tokio::time::timeout_at(cut_off.into(), call).await.ok();
-            me.do_send(ExtensionsDone {
-                sent_at,
-                extensions,
-                results,
+                .collect();
+            let (queue, me, sent_at) = (self.queue.clone(), ctx.address(), Instant::now());
+            let (extensions, calls) = (chunk.to_vec(), self.extension_calls.clone());
+            self.spawn_action(async move {
+                let call = async {
+                    let _permit = calls.acquire().await;
+                    queue.extend(entries).await
+                };
+                let results = tokio::time::timeout_at(cut_off.into(), call).await.ok();
+                me.do_send(ExtensionsDone {
+                    sent_at,
+                    extensions,
+                    results,
+                });
             });
-        });
+        }
     }
 
     /// Reports the drain finished once nothing is held, buffered or being sent. With nothing else
@@ -532,10 +544,12 @@ impl SqsReceiverActor {
         match outcome {
             Outcome::Nack { reason } if reason.looks_down() => {
                 self.failing += 1;
+                // One round of workers: POSTs, whatever each carries.
                 let after = self
                     .ledger
                     .settings()
-                    .slots
+                    .posts
+                    .concurrency
                     .clamp(SUSPECT_AFTER.0, SUSPECT_AFTER.1);
                 if self.failing >= after {
                     self.failing = 0;
@@ -744,6 +758,8 @@ impl Handler<Resume> for SqsReceiverActor {
             self.failing = 0;
             let steps = self.ledger.deliver_held(Instant::now());
             self.run(steps, ctx);
+            // Their batch window starts now.
+            self.arm_heartbeat(ctx);
             self.poll(ctx);
         }
     }

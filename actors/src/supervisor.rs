@@ -272,6 +272,11 @@ impl Supervisor {
         let webhook = Arc::new(s.webhook.clone());
         let queue_name = s.queue.display_name();
         let workers = s.workers_per_receiver.max(1);
+        let source = matches!(s.webhook.format, Format::Lambda { .. }).then(|| {
+            lambda::EventSource::from_arn(
+                &started.arn.clone().unwrap_or_else(|| queue.arn_from_url()),
+            )
+        });
         let (posts, receive_size) = match s.webhook.format {
             Format::Message => (Posts::single(workers), s.batch_size),
             // Receives of 10 until a batch is full (SPEC 5.1).
@@ -282,15 +287,11 @@ impl Supervisor {
                     concurrency: workers,
                     max_bytes: lambda::MAX_PAYLOAD - lambda::EVENT_OVERHEAD,
                     record_bytes: lambda::record_bytes,
+                    record_overhead: source.as_ref().map_or(0, |s| s.bytes()),
                 },
                 sqs::MAX_BATCH_SIZE,
             ),
         };
-        let source = matches!(s.webhook.format, Format::Lambda { .. }).then(|| {
-            lambda::EventSource::from_arn(
-                &started.arn.clone().unwrap_or_else(|| queue.arn_from_url()),
-            )
-        });
         let ledger = LedgerSettings {
             // A receiver holds at most workers × batch size messages, the batch being gathered
             // included.

@@ -21,9 +21,9 @@ use crate::messages::{AttributeValue, Delivery};
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 /// What an event adds around its records: `{"Records":[` and `]}`.
 pub const EVENT_OVERHEAD: usize = 14;
-/// Room kept in [`record_bytes`] for what is not known when a message is received: its receipt
-/// handle (it may be replaced by a newer one) and the queue's ARN and region.
-const RECORD_RESERVE: usize = 1024 + 2 * 256;
+/// Room kept in [`record_bytes`] for a newer receipt handle (a message handed out again while held
+/// takes the newer one; they differ by a few bytes).
+const RECEIPT_SLACK: usize = 256;
 
 /// The queue the records come from, as the event names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,15 @@ pub struct EventSource {
 }
 
 impl EventSource {
+    /// What its ARN and region add to each record (as JSON strings, beyond the empty ones
+    /// [`record_bytes`] counts).
+    pub fn bytes(&self) -> usize {
+        let mut counter = Counter(0);
+        string(&mut counter, &self.arn);
+        string(&mut counter, &self.region);
+        counter.0 - 4
+    }
+
     /// From a queue ARN: `arn:aws:sqs:<region>:<account>:<name>`.
     pub fn from_arn(arn: &str) -> EventSource {
         EventSource {
@@ -65,21 +74,18 @@ pub fn event(records: &[Record<'_>], source: &EventSource) -> Vec<u8> {
     out
 }
 
-/// The most bytes one message adds to an event as a record (its comma included): exact for what
-/// the message holds, with room for its receipt handle and the queue's ARN and region. A batch
-/// whose records add up to at most `MAX_PAYLOAD - EVENT_OVERHEAD` is an event within Lambda's limit.
-pub fn record_bytes(delivery: &Delivery) -> usize {
+/// The most bytes one message adds to an event as a record (its comma included), but for the
+/// queue's ARN and region ([`EventSource::bytes`]): exact for the message and this receipt
+/// handle, with room for a newer one. A batch whose records add up to at most
+/// `MAX_PAYLOAD - EVENT_OVERHEAD` is an event within Lambda's limit.
+pub fn record_bytes(delivery: &Delivery, receipt: &str) -> usize {
     let mut counter = Counter(0);
     let source = EventSource {
         arn: String::new(),
         region: String::new(),
     };
-    let record = Record {
-        delivery,
-        receipt: "",
-    };
-    write_record(&mut counter, record, &source);
-    counter.0 + 1 + RECORD_RESERVE
+    write_record(&mut counter, Record { delivery, receipt }, &source);
+    counter.0 + 1 + RECEIPT_SLACK
 }
 
 /// Counts what is written to it.
@@ -498,6 +504,32 @@ mod tests {
             "a whole JSON value is an answer"
         );
         assert_eq!(read(b"{}", Some(2)), BatchAnswer::Ok);
+    }
+
+    #[test]
+    fn record_bytes_bound_the_event_tightly() {
+        let source = EventSource::from_arn("arn:aws:sqs:eu-central-1:123456789012:orders");
+        let quotes = Delivery {
+            body: bytes::Bytes::from("\"\\\u{1}".repeat(100)),
+            ..delivery()
+        };
+        let deliveries = [delivery(), quotes, Delivery::default()];
+        let receipt = "AQEB".repeat(80);
+        let records: Vec<Record<'_>> = deliveries
+            .iter()
+            .map(|d| Record {
+                delivery: d,
+                receipt: &receipt,
+            })
+            .collect();
+        let bound: usize = deliveries
+            .iter()
+            .map(|d| record_bytes(d, &receipt) + source.bytes())
+            .sum::<usize>()
+            + EVENT_OVERHEAD;
+        let actual = event(&records, &source).len();
+        assert!(actual <= bound, "{actual} > {bound}");
+        assert!(bound - actual <= 3 * (RECEIPT_SLACK + 1), "tight: {actual} of {bound}");
     }
 
     #[test]

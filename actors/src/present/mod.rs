@@ -22,6 +22,12 @@ pub mod lambda;
 pub mod message;
 
 pub use envelope::Unwrap;
+
+/// An event source with nothing known.
+static EMPTY_SOURCE: lambda::EventSource = lambda::EventSource {
+    arn: String::new(),
+    region: String::new(),
+};
 pub use message::HeaderStyle;
 
 /// What one POST carries (`CARRIER_WEBHOOK_FORMAT`).
@@ -117,10 +123,13 @@ impl Presenter {
 
     /// The request for these records (one, unless in Lambda format).
     pub fn present(&self, records: &[Incoming]) -> Request {
-        match (&self.format, &self.source, records) {
-            (Format::Lambda { .. }, Some(source), _) => self.lambda(records, source),
-            (_, _, [first, ..]) => message::present(self, &first.delivery),
-            (_, _, []) => Request {
+        match (&self.format, records) {
+            // (The queue's ARN is always known by then; were it not, still a batch.)
+            (Format::Lambda { .. }, _) => {
+                self.lambda(records, self.source.as_ref().unwrap_or(&EMPTY_SOURCE))
+            }
+            (_, [first, ..]) => message::present(self, &first.delivery),
+            (_, []) => Request {
                 id: Arc::from(""),
                 body: Bytes::new(),
                 headers: Vec::new(),
