@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 /// Which envelopes to open (`CARRIER_WEBHOOK_UNWRAP`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,16 +24,17 @@ pub enum Unwrap {
     Auto,
 }
 
-/// What a body held.
+/// What a body held. Its text borrows from the body wherever the envelope holds it as it is
+/// (no JSON escapes), so opening copies little.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Opened {
+pub enum Opened<'a> {
     /// Not the envelope asked for (or none asked for): delivered unchanged.
     Unchanged,
-    Sns(SnsNotification),
-    EventBridge(Event),
+    Sns(SnsNotification<'a>),
+    EventBridge(Event<'a>),
 }
 
-impl Opened {
+impl Opened<'_> {
     /// The label it is counted under (`carrier_messages_unwrapped_total{envelope}`).
     pub fn label(&self) -> &'static str {
         match self {
@@ -47,55 +47,55 @@ impl Opened {
 
 /// An SNS notification, opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnsNotification {
+pub struct SnsNotification<'a> {
     /// `Message`: what was published, delivered unchanged.
-    pub message: String,
-    pub message_id: String,
-    pub topic_arn: String,
-    pub timestamp: Option<String>,
+    pub message: Cow<'a, str>,
+    pub message_id: Cow<'a, str>,
+    pub topic_arn: Cow<'a, str>,
+    pub timestamp: Option<Cow<'a, str>>,
     /// Set when the publisher gave one.
-    pub subject: Option<String>,
+    pub subject: Option<Cow<'a, str>>,
     /// FIFO topics.
-    pub sequence_number: Option<String>,
-    /// `MessageAttributes`, in the envelope's order: (name, SNS `Type`, `Value`). A `String.Array`
-    /// value is the JSON text SNS gave; `Binary` ones are kept here (and skipped as headers).
-    pub attributes: Vec<SnsAttribute>,
+    pub sequence_number: Option<Cow<'a, str>>,
+    /// `MessageAttributes`, by name: (name, SNS `Type`, `Value`). A `String.Array` value is the
+    /// JSON text SNS gave; `Binary` ones are kept here (and skipped as headers).
+    pub attributes: Vec<SnsAttribute<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnsAttribute {
-    pub name: String,
-    pub kind: String,
-    pub value: String,
+pub struct SnsAttribute<'a> {
+    pub name: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub value: Cow<'a, str>,
 }
 
-impl SnsNotification {
+impl SnsNotification<'_> {
     /// The `Body.ContentType` attribute, if it is a String one.
     pub fn content_type(&self) -> Option<&str> {
         self.attributes
             .iter()
             .find(|a| a.name == crate::sqs::CONTENT_TYPE_ATTRIBUTE && a.kind == "String")
-            .map(|a| a.value.as_str())
+            .map(|a| &*a.value)
     }
 }
 
 /// An EventBridge event, opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct Event<'a> {
     /// The JSON text of `detail`, exactly as it stood in the envelope.
-    pub detail: String,
-    pub id: String,
-    pub source: String,
-    pub detail_type: String,
-    pub time: String,
-    pub account: Option<String>,
-    pub region: Option<String>,
+    pub detail: &'a str,
+    pub id: Cow<'a, str>,
+    pub source: Cow<'a, str>,
+    pub detail_type: Cow<'a, str>,
+    pub time: Cow<'a, str>,
+    pub account: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
     /// `resources`, its strings only.
-    pub resources: Vec<String>,
+    pub resources: Vec<Cow<'a, str>>,
 }
 
 /// Opens `body` as `unwrap` asks.
-pub fn unwrap(unwrap: Unwrap, body: &[u8]) -> Opened {
+pub fn unwrap(unwrap: Unwrap, body: &[u8]) -> Opened<'_> {
     match unwrap {
         Unwrap::None => Opened::Unchanged,
         Unwrap::Sns => sns(body).map_or(Opened::Unchanged, Opened::Sns),
@@ -137,7 +137,7 @@ struct RawAttribute<'a> {
     value: Cow<'a, str>,
 }
 
-fn sns(body: &[u8]) -> Option<SnsNotification> {
+fn sns(body: &[u8]) -> Option<SnsNotification<'_>> {
     if !looks_like_object(body) {
         return None;
     }
@@ -145,29 +145,53 @@ fn sns(body: &[u8]) -> Option<SnsNotification> {
     if raw.kind != "Notification" {
         return None;
     }
-    let attributes = raw
-        .attributes
-        .and_then(|a| serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(a.get()).ok())
-        .unwrap_or_default();
     Some(SnsNotification {
-        message: raw.message.into_owned(),
-        message_id: raw.message_id.into_owned(),
-        topic_arn: raw.topic_arn.into_owned(),
+        message: raw.message,
+        message_id: raw.message_id,
+        topic_arn: raw.topic_arn,
         timestamp: raw_text(raw.timestamp),
         subject: raw_text(raw.subject),
         sequence_number: raw_text(raw.sequence_number),
-        attributes: attributes
-            .into_iter()
-            .filter_map(|(name, a)| {
-                let a: RawAttribute<'_> = serde_json::from_str(a.get()).ok()?;
-                Some(SnsAttribute {
-                    name: name.into_owned(),
-                    kind: a.kind.into_owned(),
-                    value: a.value.into_owned(),
-                })
-            })
-            .collect(),
+        attributes: raw.attributes.map(sns_attributes).unwrap_or_default(),
     })
+}
+
+/// `MessageAttributes`: each attribute read on its own, so a malformed one is skipped.
+fn sns_attributes(raw: &RawValue) -> Vec<SnsAttribute<'_>> {
+    // Every attribute well formed, no escapes in the names (the usual case): one pass.
+    if let Ok(map) = serde_json::from_str::<BTreeMap<&str, RawAttribute<'_>>>(raw.get()) {
+        return map
+            .into_iter()
+            .map(|(name, a)| SnsAttribute {
+                name: Cow::Borrowed(name),
+                kind: a.kind,
+                value: a.value,
+            })
+            .collect();
+    }
+    let by_name: Vec<(Cow<'_, str>, &RawValue)> =
+        match serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw.get()) {
+            Ok(map) => map
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), v))
+                .collect(),
+            // A name with JSON escapes in it.
+            Err(_) => match serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) {
+                Ok(map) => map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+                Err(_) => return Vec::new(),
+            },
+        };
+    by_name
+        .into_iter()
+        .filter_map(|(name, a)| {
+            let a: RawAttribute<'_> = serde_json::from_str(a.get()).ok()?;
+            Some(SnsAttribute {
+                name,
+                kind: a.kind,
+                value: a.value,
+            })
+        })
+        .collect()
 }
 
 /// The fields of an EventBridge event carrier reads; the required ones must be strings (and
@@ -184,37 +208,37 @@ struct RawEvent<'a> {
     id: Cow<'a, str>,
     #[serde(borrow)]
     time: Cow<'a, str>,
-    #[serde(default)]
-    account: Option<Value>,
-    #[serde(default)]
-    region: Option<Value>,
-    #[serde(default)]
-    resources: Option<Value>,
+    #[serde(default, borrow)]
+    account: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    region: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    resources: Option<&'a RawValue>,
 }
 
-fn event(body: &[u8]) -> Option<Event> {
+fn event(body: &[u8]) -> Option<Event<'_>> {
     if !looks_like_object(body) {
         return None;
     }
     let raw: RawEvent<'_> = serde_json::from_slice(body).ok()?;
-    let resources = match raw.resources {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|r| match r {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let resources = raw
+        .resources
+        .and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok())
+        .map(|items| {
+            items
+                .into_iter()
+                .filter_map(|r| raw_text(Some(r)))
+                .collect()
+        })
+        .unwrap_or_default();
     Some(Event {
-        detail: raw.detail.get().to_string(),
-        id: raw.id.into_owned(),
-        source: raw.source.into_owned(),
-        detail_type: raw.detail_type.into_owned(),
-        time: raw.time.into_owned(),
-        account: text(raw.account),
-        region: text(raw.region),
+        detail: raw.detail.get(),
+        id: raw.id,
+        source: raw.source,
+        detail_type: raw.detail_type,
+        time: raw.time,
+        account: raw_text(raw.account),
+        region: raw_text(raw.region),
         resources,
     })
 }
@@ -224,21 +248,15 @@ fn looks_like_object(body: &[u8]) -> bool {
     body.trim_ascii_start().first() == Some(&b'{')
 }
 
-/// An optional field's text, when it is a string.
-fn raw_text(value: Option<&RawValue>) -> Option<String> {
+/// An optional field's text, when it is a string (borrowed when it has no JSON escapes).
+fn raw_text(value: Option<&RawValue>) -> Option<Cow<'_, str>> {
     let value = value?.get();
-    value
-        .starts_with('"')
-        .then(|| serde_json::from_str::<Cow<'_, str>>(value).ok())
-        .flatten()
-        .map(Cow::into_owned)
-}
-
-/// An optional field's text, when it is a string.
-fn text(value: Option<Value>) -> Option<String> {
-    match value {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
+    if !value.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(value) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(value).ok().map(Cow::Owned),
     }
 }
 
@@ -285,7 +303,7 @@ mod tests {
         assert_eq!(n.content_type(), Some("text/plain"));
         let tags = n.attributes.iter().find(|a| a.name == "tags").unwrap();
         assert_eq!(
-            (tags.kind.as_str(), tags.value.as_str()),
+            (&*tags.kind, &*tags.value),
             ("String.Array", "[\"a\",\"b\"]")
         );
         assert_eq!(unwrap(Unwrap::Auto, SNS.as_bytes()).label(), "sns");

@@ -529,7 +529,10 @@ mod tests {
             + EVENT_OVERHEAD;
         let actual = event(&records, &source).len();
         assert!(actual <= bound, "{actual} > {bound}");
-        assert!(bound - actual <= 3 * (RECEIPT_SLACK + 1), "tight: {actual} of {bound}");
+        assert!(
+            bound - actual <= 3 * (RECEIPT_SLACK + 1),
+            "tight: {actual} of {bound}"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! attribute headers of a request (the SQS message's and an SNS envelope's, taken in name order)
 //! stop before they reach [`ATTRIBUTE_HEADERS_BUDGET`]. Each skip is reported as a [`Skip`].
 
+use std::borrow::Cow;
+
 use awc::http::header::{self, HeaderName, HeaderValue};
 use bytes::Bytes;
 
@@ -79,10 +81,14 @@ pub(crate) fn present(p: &Presenter, d: &Delivery) -> Request {
         opened: (p.unwrap != super::Unwrap::None).then(|| opened.label()),
     };
     headers(p, d, &opened, &mut out);
+    // What the envelope held as it is shares the body's memory; unescaped text is new.
     out.body = match opened {
         Opened::Unchanged => d.body.clone(),
-        Opened::Sns(n) => Bytes::from(n.message),
-        Opened::EventBridge(e) => Bytes::from(e.detail),
+        Opened::Sns(n) => match n.message {
+            Cow::Borrowed(m) => d.body.slice_ref(m.as_bytes()),
+            Cow::Owned(m) => Bytes::from(m),
+        },
+        Opened::EventBridge(e) => d.body.slice_ref(e.detail.as_bytes()),
     };
     out
 }
@@ -145,8 +151,8 @@ fn headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
 }
 
 fn sns_headers(n: &SnsNotification, out: &mut Request) {
-    put(out, names::SNS_MESSAGE_ID, Some(&n.message_id));
-    put(out, names::SNS_TOPIC_ARN, Some(&n.topic_arn));
+    put(out, names::SNS_MESSAGE_ID, Some(&*n.message_id));
+    put(out, names::SNS_TOPIC_ARN, Some(&*n.topic_arn));
     put(out, names::SNS_TIMESTAMP, n.timestamp.as_deref());
     put(out, names::SNS_SUBJECT, n.subject.as_deref());
     put(
@@ -157,10 +163,10 @@ fn sns_headers(n: &SnsNotification, out: &mut Request) {
 }
 
 fn event_headers(e: &Event, out: &mut Request) {
-    put(out, names::EVENT_ID, Some(&e.id));
-    put(out, names::EVENT_SOURCE, Some(&e.source));
-    put(out, names::EVENT_DETAIL_TYPE, Some(&e.detail_type));
-    put(out, names::EVENT_TIME, Some(&e.time));
+    put(out, names::EVENT_ID, Some(&*e.id));
+    put(out, names::EVENT_SOURCE, Some(&*e.source));
+    put(out, names::EVENT_DETAIL_TYPE, Some(&*e.detail_type));
+    put(out, names::EVENT_TIME, Some(&*e.time));
     put(out, names::EVENT_ACCOUNT, e.account.as_deref());
     put(out, names::EVENT_REGION, e.region.as_deref());
     let resources = (!e.resources.is_empty()).then(|| e.resources.join(","));
@@ -189,8 +195,8 @@ fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Req
         attributes.extend(
             n.attributes
                 .iter()
-                .filter(|a| matches!(a.kind.as_str(), "String" | "Number" | "String.Array"))
-                .map(|a| (a.name.as_str(), a.value.as_str())),
+                .filter(|a| matches!(&*a.kind, "String" | "Number" | "String.Array"))
+                .map(|a| (&*a.name, &*a.value)),
         );
     }
     attributes.sort_by_key(|(name, _)| *name);
