@@ -1985,6 +1985,11 @@ mod tests {
         }
     }
 
+    /// FIFO messages, each of the group its id starts with (`a1` of group `a`).
+    fn grouped(ids: &[&str]) -> Vec<Incoming> {
+        ids.iter().map(|id| msg(id, Some(&id[..1]))).collect()
+    }
+
     /// The POSTs among `steps`: each its messages, in order.
     fn posts(steps: &[Step]) -> Vec<Vec<String>> {
         steps
@@ -2149,18 +2154,7 @@ mod tests {
             ..batches(2, Duration::ZERO, 2)
         });
         let t = Instant::now();
-        let steps = admit(
-            &mut l,
-            t,
-            t,
-            vec![
-                msg("a1", Some("a")),
-                msg("a2", Some("a")),
-                msg("a3", Some("a")),
-                msg("b1", Some("b")),
-            ],
-            false,
-        );
+        let steps = admit(&mut l, t, t, grouped(&["a1", "a2", "a3", "b1"]), false);
         assert_eq!(
             posts(&steps),
             [vec!["a1", "a2"], vec!["b1"]],
@@ -2178,18 +2172,7 @@ mod tests {
             ..batches(10, Duration::ZERO, 1)
         });
         let t = Instant::now();
-        let steps = admit(
-            &mut l,
-            t,
-            t,
-            vec![
-                msg("a1", Some("a")),
-                msg("b1", Some("b")),
-                msg("a2", Some("a")),
-                msg("a3", Some("a")),
-            ],
-            false,
-        );
+        let steps = admit(&mut l, t, t, grouped(&["a1", "b1", "a2", "a3"]), false);
         assert_eq!(
             posts(&steps),
             [["a1", "a2", "a3", "b1"]],

@@ -7,7 +7,7 @@
 //! Blocking (a child process): call it directly or from `tokio::task::spawn_blocking`.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -34,50 +34,35 @@ pub fn publish_sns(endpoint: &str, queue_url: &str, fifo: bool, messages: &Value
 /// [`put_events_aws_envelope`]). A FIFO queue needs content-based deduplication; its messages
 /// get MessageGroupId `carrier`.
 pub fn put_events(endpoint: &str, queue_url: &str, events: &Value) -> Value {
-    run(
-        &[
-            "eventbridge",
-            "--endpoint",
-            endpoint,
-            "--queue-url",
-            queue_url,
-            "--events",
-            "-",
-        ],
-        events,
-    )
+    eventbridge(endpoint, queue_url, events, false)
 }
 
 /// [`put_events`], with the target's input transformer making moto write the envelope AWS
 /// writes: `version`, `id`, `detail-type`, `source`, `account`, `time`, `region`, `resources`,
 /// `detail`, in that order.
 pub fn put_events_aws_envelope(endpoint: &str, queue_url: &str, events: &Value) -> Value {
-    run(
-        &[
-            "eventbridge",
-            "--endpoint",
-            endpoint,
-            "--queue-url",
-            queue_url,
-            "--aws-envelope",
-            "--events",
-            "-",
-        ],
-        events,
-    )
+    eventbridge(endpoint, queue_url, events, true)
+}
+
+fn eventbridge(endpoint: &str, queue_url: &str, events: &Value, aws_envelope: bool) -> Value {
+    let mut args = vec![
+        "eventbridge",
+        "--endpoint",
+        endpoint,
+        "--queue-url",
+        queue_url,
+    ];
+    if aws_envelope {
+        args.push("--aws-envelope");
+    }
+    args.extend(["--events", "-"]);
+    run(&args, events)
 }
 
 /// Runs fanout.py with `args` and `input` (as JSON) on its stdin; its parsed stdout, or a panic
 /// with its stderr.
 fn run(args: &[&str], input: &Value) -> Value {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let python = format!("{root}/.venv/bin/python");
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "{python} is missing: run scripts/setup-test-env (scripts/test does)"
-    );
-    let mut child = Command::new(&python)
-        .arg(format!("{root}/tests/support/fanout.py"))
+    let mut child = super::venv_python("fanout.py")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

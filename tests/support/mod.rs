@@ -869,9 +869,7 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
 /// scripts/setup-test-env makes) with `input` on its stdin; its stdout, once it succeeded.
 fn python_checker(script: &str, input: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/tests/support/{script}"))
+    let mut child = venv_python(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -885,6 +883,19 @@ fn python_checker(script: &str, input: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// `tests/support/<script>` run by the project's venv Python (made by scripts/setup-test-env).
+pub fn venv_python(script: &str) -> Command {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = format!("{root}/.venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run scripts/setup-test-env (scripts/test does)"
+    );
+    let mut command = Command::new(python);
+    command.arg(format!("{root}/tests/support/{script}"));
+    command
 }
 
 fn send_signal(pid: u32, name: &str) -> bool {

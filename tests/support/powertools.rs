@@ -10,7 +10,7 @@
 //! collected here; waits are on events (a watch channel bumped on every line).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,14 +30,7 @@ pub struct PowertoolsWorker {
 impl PowertoolsWorker {
     /// Starts the worker and waits for it to report its port.
     pub fn start() -> PowertoolsWorker {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let python = format!("{root}/.venv/bin/python");
-        assert!(
-            std::path::Path::new(&python).exists(),
-            "{python} is missing: run scripts/setup-test-env (scripts/test does)"
-        );
-        let mut child = Command::new(&python)
-            .arg(format!("{root}/tests/support/powertools_worker.py"))
+        let mut child = super::venv_python("powertools_worker.py")
             .arg("--stdin-lifeline")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -337,6 +337,15 @@ mod tests {
 
     /// A 200 answer with `body`, for `batch`.
     fn ok_with(body: &[u8], batch: &[Arc<str>]) -> BatchAnswer {
+        ok_declaring(body, Some(body.len()), batch)
+    }
+
+    /// A 200 answer with `body` and this `Content-Length`, for `batch`.
+    fn ok_declaring(
+        body: &[u8],
+        declared_length: Option<usize>,
+        batch: &[Arc<str>],
+    ) -> BatchAnswer {
         read_answer(
             Answer {
                 status: 200,
@@ -344,7 +353,7 @@ mod tests {
                 function_error: false,
                 retry_until: None,
                 body,
-                declared_length: Some(body.len()),
+                declared_length,
             },
             batch,
         )
@@ -475,19 +484,7 @@ mod tests {
     #[test]
     fn an_answer_shorter_than_it_said_or_empty_without_saying_fails_the_batch() {
         let batch = ids(&["m1"]);
-        let read = |body: &[u8], declared_length| {
-            read_answer(
-                Answer {
-                    status: 200,
-                    success: true,
-                    function_error: false,
-                    retry_until: None,
-                    body,
-                    declared_length,
-                },
-                &batch,
-            )
-        };
+        let read = |body: &[u8], declared_length| ok_declaring(body, declared_length, &batch);
         let truncated = BatchAnswer::Failed(BatchFailure::Truncated);
         assert_eq!(read(b"", Some(100)), truncated);
         assert_eq!(read(b"   ", Some(100)), truncated);
