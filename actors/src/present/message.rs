@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use awc::http::header::{self, HeaderName, HeaderValue};
 use bytes::Bytes;
 
-use super::envelope::{Event, Opened, SnsNotification};
+use super::envelope::Opened;
 use super::{Presenter, Request, Skip};
 use crate::messages::{AttributeValue, Delivery};
 
@@ -142,35 +142,88 @@ fn headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
     put(out, names::TRACE_ID, d.trace_header.as_deref());
     put(out, names::TRACEPARENT, d.text_attribute("traceparent"));
     put(out, names::TRACESTATE, d.text_attribute("tracestate"));
+    // The envelope's fields come from the body, as attributes do: the same rules (printable
+    // ASCII, at most 1 KiB) and the same 8 KiB budget, charged first.
+    let mut fields: Vec<(&'static str, &str)> = Vec::new();
+    let resources;
     match opened {
-        Opened::Sns(n) => sns_headers(n, out),
-        Opened::EventBridge(e) => event_headers(e, out),
+        Opened::Sns(n) => {
+            fields.extend(
+                [
+                    (names::SNS_MESSAGE_ID, Some(&*n.message_id)),
+                    (names::SNS_TOPIC_ARN, Some(&*n.topic_arn)),
+                    (names::SNS_TIMESTAMP, n.timestamp.as_deref()),
+                    (names::SNS_SUBJECT, n.subject.as_deref()),
+                    (names::SNS_SEQUENCE_NUMBER, n.sequence_number.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?))),
+            );
+        }
+        Opened::EventBridge(e) => {
+            resources = e.resources.join(",");
+            fields.extend(
+                [
+                    (names::EVENT_ID, Some(&*e.id)),
+                    (names::EVENT_SOURCE, Some(&*e.source)),
+                    (names::EVENT_DETAIL_TYPE, Some(&*e.detail_type)),
+                    (names::EVENT_TIME, Some(&*e.time)),
+                    (names::EVENT_ACCOUNT, e.account.as_deref()),
+                    (names::EVENT_REGION, e.region.as_deref()),
+                    (
+                        names::EVENT_RESOURCES,
+                        Some(resources.as_str()).filter(|r| !r.is_empty()),
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?))),
+            );
+        }
         Opened::Unchanged => {}
     }
-    attribute_headers(p, d, opened, out);
+    let mut left = ATTRIBUTE_HEADERS_BUDGET;
+    for (name, text) in fields {
+        if let Some(value) = bounded_value(name, text, &mut left, out) {
+            out.headers.push((HeaderName::from_static(name), value));
+        }
+    }
+    attribute_headers(p, d, opened, left, out);
 }
 
-fn sns_headers(n: &SnsNotification, out: &mut Request) {
-    put(out, names::SNS_MESSAGE_ID, Some(&*n.message_id));
-    put(out, names::SNS_TOPIC_ARN, Some(&*n.topic_arn));
-    put(out, names::SNS_TIMESTAMP, n.timestamp.as_deref());
-    put(out, names::SNS_SUBJECT, n.subject.as_deref());
-    put(
-        out,
-        names::SNS_SEQUENCE_NUMBER,
-        n.sequence_number.as_deref(),
-    );
-}
-
-fn event_headers(e: &Event, out: &mut Request) {
-    put(out, names::EVENT_ID, Some(&*e.id));
-    put(out, names::EVENT_SOURCE, Some(&*e.source));
-    put(out, names::EVENT_DETAIL_TYPE, Some(&*e.detail_type));
-    put(out, names::EVENT_TIME, Some(&*e.time));
-    put(out, names::EVENT_ACCOUNT, e.account.as_deref());
-    put(out, names::EVENT_REGION, e.region.as_deref());
-    let resources = (!e.resources.is_empty()).then(|| e.resources.join(","));
-    put(out, names::EVENT_RESOURCES, resources.as_deref());
+/// A value from the body for a header named `name` (the envelope's fields): printable ASCII, at
+/// most [`MAX_ATTRIBUTE_VALUE`], within what is `left` of the budget (charged); else skipped.
+fn bounded_value(
+    name: &str,
+    text: &str,
+    left: &mut usize,
+    out: &mut Request,
+) -> Option<HeaderValue> {
+    let value = HeaderValue::from_str(text)
+        .ok()
+        .filter(|_| printable_ascii(text));
+    let Some(value) = value else {
+        out.skipped.push(Skip::Invalid {
+            header: name.to_string(),
+        });
+        return None;
+    };
+    if text.len() > MAX_ATTRIBUTE_VALUE {
+        out.skipped.push(Skip::TooLong {
+            header: name.to_string(),
+            bytes: text.len(),
+        });
+        return None;
+    }
+    let cost = name.len() + text.len();
+    if cost >= *left {
+        out.skipped.push(Skip::OverBudget {
+            first: name.to_string(),
+            count: 1,
+        });
+        return None;
+    }
+    *left -= cost;
+    Some(value)
 }
 
 /// Each String/Number attribute (the SQS message's, then an SNS envelope's; an SNS `String.Array`
@@ -178,7 +231,7 @@ fn event_headers(e: &Event, out: &mut Request) {
 /// byte outside printable ASCII (0x20–0x7E) or over [`MAX_ATTRIBUTE_VALUE`] is skipped, and taken
 /// in name order the headers stop before their names and values reach
 /// [`ATTRIBUTE_HEADERS_BUDGET`].
-fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
+fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, left: usize, out: &mut Request) {
     let prefix = match p.style {
         HeaderStyle::Carrier => names::ATTRIBUTE_PREFIX,
         HeaderStyle::Sqsd => names::SQSD_ATTRIBUTE_PREFIX,
@@ -200,7 +253,7 @@ fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Req
         );
     }
     attributes.sort_by_key(|(name, _)| *name);
-    let mut left = ATTRIBUTE_HEADERS_BUDGET;
+    let mut left = left;
     let mut over_budget: Vec<&str> = Vec::new();
     for (name, text) in attributes {
         let header = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes());
@@ -415,6 +468,51 @@ mod tests {
         for (name, value) in want {
             assert_eq!(header(&r, name), Some(value), "{name}");
         }
+    }
+
+    #[test]
+    fn envelope_fields_share_the_attribute_budget_and_must_be_printable_ascii() {
+        let f = "f".repeat(1024);
+        let event = serde_json::json!({
+            "id": f, "detail-type": f, "source": f, "time": f, "account": f, "region": f,
+            "resources": ["x".repeat(500), "y".repeat(523)], "detail": {"ok": 1}
+        })
+        .to_string();
+        let attributes: Vec<Attribute> = (0..10)
+            .map(|i| Attribute {
+                name: format!("a{i}"),
+                data_type: "String".into(),
+                value: AttributeValue::Text("v".repeat(1000)),
+            })
+            .collect();
+        let r = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::Auto),
+            &event,
+            attributes,
+        );
+        let bounded: usize = r
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                k.as_str().starts_with("x-carrier-event-")
+                    || k.as_str().starts_with("x-carrier-attribute-")
+            })
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        assert!(bounded < ATTRIBUTE_HEADERS_BUDGET, "{bounded}");
+        assert!(
+            header(&r, "x-carrier-event-id").is_some(),
+            "envelope fields go first"
+        );
+        let odd = r#"{"id":"e","detail-type":"Commande passée","source":"  padded\t","time":"t","detail":{}}"#;
+        let r = request(
+            &presenter(HeaderStyle::Carrier, Unwrap::EventBridge),
+            odd,
+            Vec::new(),
+        );
+        assert_eq!(header(&r, "x-carrier-event-detail-type"), None);
+        assert_eq!(header(&r, "x-carrier-event-source"), None);
+        assert_eq!(header(&r, "x-carrier-event-id"), Some("e"));
     }
 
     #[test]
