@@ -3,9 +3,9 @@
 //! read as Lambda reads it with `ReportBatchItemFailures`.
 //!
 //! Pure functions, no I/O: [`event`] writes the request body, [`read_answer`] turns the answer's
-//! status, headers and body into one [`BatchAnswer`], and [`fifo_failures`] applies the FIFO rule
-//! (after a failed record, every later record of its group fails too). It must not know HTTP
-//! clients or SQS calls.
+//! status, headers and body into one [`BatchAnswer`]. The FIFO rule (after a failed record, every
+//! later record of its group fails too) is the lease ledger's, which applies it to every POST. It
+//! must not know HTTP clients or SQS calls.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -304,28 +304,6 @@ pub fn read_answer(answer: Answer<'_>, batch: &[Arc<str>]) -> BatchAnswer {
     }
 }
 
-/// FIFO: the records that count as failed, given those the function reported. `records` are the
-/// batch's `(messageId, MessageGroupId)` in received order; after a failed record, every later
-/// record of its group fails too, whatever the function said (its order must hold).
-pub fn fifo_failures(
-    records: &[(Arc<str>, Option<Arc<str>>)],
-    reported: &[Arc<str>],
-) -> Vec<Arc<str>> {
-    let reported: HashSet<&str> = reported.iter().map(|r| &**r).collect();
-    let mut broken: HashSet<&str> = HashSet::new();
-    let mut failed = Vec::new();
-    for (id, group) in records {
-        let group_broken = group.as_deref().is_some_and(|g| broken.contains(g));
-        if group_broken || reported.contains(&**id) {
-            failed.push(id.clone());
-            if let Some(g) = group.as_deref() {
-                broken.insert(g);
-            }
-        }
-    }
-    failed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,23 +508,6 @@ mod tests {
             bound - actual <= 3 * (RECEIPT_SLACK + 1),
             "tight: {actual} of {bound}"
         );
-    }
-
-    #[test]
-    fn after_a_failed_fifo_record_the_rest_of_its_group_fails_too() {
-        let records: Vec<(Arc<str>, Option<Arc<str>>)> = [
-            ("a1", "a"),
-            ("b1", "b"),
-            ("a2", "a"),
-            ("b2", "b"),
-            ("a3", "a"),
-        ]
-        .iter()
-        .map(|(id, g)| (Arc::from(*id), Some(Arc::from(*g))))
-        .collect();
-        assert_eq!(fifo_failures(&records, &ids(&["a2"])), ids(&["a2", "a3"]));
-        assert_eq!(fifo_failures(&records, &ids(&["b1"])), ids(&["b1", "b2"]));
-        assert!(fifo_failures(&records, &[]).is_empty());
     }
 
     fn delivery() -> Delivery {

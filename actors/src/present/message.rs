@@ -190,30 +190,15 @@ fn headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
     attribute_headers(p, d, opened, left, out);
 }
 
-/// A value from the body for a header named `name` (the envelope's fields): printable ASCII, at
-/// most [`MAX_ATTRIBUTE_VALUE`], within what is `left` of the budget (charged); else skipped.
+/// A value from the body for a header named `name` (the envelope's fields): an
+/// [`attribute_value`] within what is `left` of the budget (charged); else skipped.
 fn bounded_value(
     name: &str,
     text: &str,
     left: &mut usize,
     out: &mut Request,
 ) -> Option<HeaderValue> {
-    let value = HeaderValue::from_str(text)
-        .ok()
-        .filter(|_| printable_ascii(text));
-    let Some(value) = value else {
-        out.skipped.push(Skip::Invalid {
-            header: name.to_string(),
-        });
-        return None;
-    };
-    if text.len() > MAX_ATTRIBUTE_VALUE {
-        out.skipped.push(Skip::TooLong {
-            header: name.to_string(),
-            bytes: text.len(),
-        });
-        return None;
-    }
+    let value = attribute_value(name, text, out)?;
     let cost = name.len() + text.len();
     if cost >= *left {
         out.skipped.push(Skip::OverBudget {
@@ -256,23 +241,15 @@ fn attribute_headers(p: &Presenter, d: &Delivery, opened: &Opened, left: usize, 
     let mut left = left;
     let mut over_budget: Vec<&str> = Vec::new();
     for (name, text) in attributes {
-        let header = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes());
-        let value = HeaderValue::from_str(text)
-            .ok()
-            .filter(|_| printable_ascii(text));
-        let (Ok(header), Some(value)) = (header, value) else {
+        let Ok(header) = HeaderName::from_bytes(format!("{prefix}{name}").as_bytes()) else {
             out.skipped.push(Skip::Invalid {
                 header: name.to_string(),
             });
             continue;
         };
-        if text.len() > MAX_ATTRIBUTE_VALUE {
-            out.skipped.push(Skip::TooLong {
-                header: name.to_string(),
-                bytes: text.len(),
-            });
+        let Some(value) = attribute_value(name, text, out) else {
             continue;
-        }
+        };
         let cost = header.as_str().len() + text.len();
         if !over_budget.is_empty() || cost >= left {
             over_budget.push(name);
@@ -316,6 +293,18 @@ fn message_value(name: &str, value: &str, out: &mut Request) -> Option<HeaderVal
             None
         }
     }
+}
+
+/// A header value from an attribute or an envelope's field: a [`message_value`] of printable
+/// ASCII only (noted as skipped otherwise).
+fn attribute_value(name: &str, text: &str, out: &mut Request) -> Option<HeaderValue> {
+    if !printable_ascii(text) {
+        out.skipped.push(Skip::Invalid {
+            header: name.to_string(),
+        });
+        return None;
+    }
+    message_value(name, text, out)
 }
 
 /// Whether every byte of `value` is printable ASCII (0x20–0x7E): what an attribute header's value

@@ -45,16 +45,6 @@ pub enum Format {
     },
 }
 
-impl Format {
-    /// The most records in one POST.
-    pub fn batch_size(&self) -> usize {
-        match self {
-            Format::Message => 1,
-            Format::Lambda { batch_size, .. } => (*batch_size).max(1),
-        }
-    }
-}
-
 /// One POST, ready to send.
 #[derive(Debug, Clone)]
 pub struct Request {
