@@ -14,25 +14,42 @@ use std::time::Duration;
 use carrier_actors::http::redact;
 use carrier_actors::present::{Format, Unwrap};
 use carrier_actors::{
-    Endpoint, HeaderStyle, HealthCheckSettings, NackPolicy, OfflineAction, QueueAddress, Settings,
-    SigningKeys, SuccessCodes, WebhookSettings,
+    Endpoint, HeaderStyle, HealthCheckSettings, NackPolicy, OfflineAction, Policy, QueueAddress,
+    RouteSettings, Settings, SigningKeys, SuccessCodes, WebhookSettings, DEFAULT_ROUTE,
 };
 use envconfig::Envconfig;
 
 /// One variable of the table, for the README check and anyone who wants the list.
 #[derive(Debug, Clone, Copy)]
 pub struct Variable {
+    /// The top-level name; a route's is [`route_variable`] of it.
     pub name: &'static str,
+    /// Whether each route may set it (SPEC 5.3).
+    pub scope: Scope,
     /// The default as written in the README's table, `None` for variables without one.
     pub default: Option<&'static str>,
     pub doc: &'static str,
 }
 
-/// Declares every variable once: `CONST = "NAME" => field: Type = default | optional, parser;`
+/// Where a variable may be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Top level only: what all routes share (receivers, health check, logging, ...).
+    Global,
+    /// Top level and per route (`CARRIER_ROUTE_<NAME>_<SUFFIX>`), a route inheriting the top
+    /// level's value: the queue and how its messages are delivered.
+    Route,
+    /// Per route only (`CARRIER_ROUTE_<NAME>_WEIGHT`).
+    RouteOnly,
+}
+
+/// Declares every variable once:
+/// `CONST = "NAME" => field: Type = default | optional, parser [, route | route_only];`
 macro_rules! variables {
     ($(
         $(#[doc = $doc:literal])+
-        $konst:ident = $name:literal => $field:ident: $ty:ty = $kind:tt, $parse:expr;
+        $konst:ident = $name:literal => $field:ident: $ty:ty = $kind:tt, $parse:expr
+            $(, $scope:ident)?;
     )+) => {
         $( pub const $konst: &str = $name; )+
 
@@ -40,6 +57,7 @@ macro_rules! variables {
         pub const VARIABLES: &[Variable] = &[$(Variable {
             name: $name,
             default: variables!(@default $kind),
+            scope: variables!(@scope $($scope)?),
             doc: concat!($($doc),+),
         }),+];
 
@@ -61,6 +79,9 @@ macro_rules! variables {
             }
         }
     };
+    (@scope) => { Scope::Global };
+    (@scope route) => { Scope::Route };
+    (@scope route_only) => { Scope::RouteOnly };
     (@default optional) => { None };
     (@default $default:literal) => { Some($default) };
     (@parse $p:ident, $name:literal, $raw:expr, optional, $parse:expr) => {
@@ -73,15 +94,15 @@ macro_rules! variables {
 
 variables! {
     /// SQS endpoint URL, e.g. `https://sqs.us-west-2.amazonaws.com`; unset: the region's.
-    SQS_ENDPOINT = "CARRIER_SQS_ENDPOINT" => sqs_endpoint: Option<String> = optional, url;
+    SQS_ENDPOINT = "CARRIER_SQS_ENDPOINT" => sqs_endpoint: Option<String> = optional, url, route;
     /// Queue name, resolved with GetQueueUrl (required unless CARRIER_SQS_QUEUE_URL).
     SQS_QUEUE_NAME = "CARRIER_SQS_QUEUE_NAME" => sqs_queue_name: Option<String> = optional,
-        queue_name;
+        queue_name, route;
     /// Carrier only: the queue's full URL, instead of name (+ endpoint).
-    SQS_QUEUE_URL = "CARRIER_SQS_QUEUE_URL" => sqs_queue_url: Option<String> = optional, url;
+    SQS_QUEUE_URL = "CARRIER_SQS_QUEUE_URL" => sqs_queue_url: Option<String> = optional, url, route;
     /// Most messages per ReceiveMessage, 1–10 (Go parity: 0 means 1).
     SQS_BATCH_SIZE = "CARRIER_SQS_BATCH_SIZE" => sqs_batch_size: usize = "1",
-        |v| count(v, 0, 10).map(|n| n.max(1));
+        |v| count(v, 0, 10).map(|n| n.max(1)), route;
     /// Concurrent receivers.
     SQS_RECEIVERS = "CARRIER_SQS_RECEIVERS" => sqs_receivers: usize = "1", |v| count(v, 1, 1024);
     /// Concurrent deliveries per receiver (Go parity: 0 means one per message of a batch).
@@ -92,50 +113,50 @@ variables! {
     /// Carrier only: visibility timeout asked for on receive and kept up by the heartbeat
     /// (whole seconds, 1s–12h); unset: the queue's own.
     SQS_VISIBILITY_TIMEOUT = "CARRIER_SQS_VISIBILITY_TIMEOUT"
-        => sqs_visibility_timeout: Option<Duration> = optional, visibility_timeout;
+        => sqs_visibility_timeout: Option<Duration> = optional, visibility_timeout, route;
     /// URL messages are POSTed to; `user:pass@` in it sends HTTP Basic auth.
     WEBHOOK_ENDPOINT = "CARRIER_WEBHOOK_ENDPOINT" => webhook_endpoint: Endpoint =
-        "http://localhost:9000", endpoint;
+        "http://localhost:9000", endpoint, route;
     /// Accept any TLS certificate (webhook and health check).
     WEBHOOK_TLS_INSECURE_SKIP_VERIFY = "CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY"
-        => webhook_tls_insecure_skip_verify: bool = "false", boolean;
+        => webhook_tls_insecure_skip_verify: bool = "false", boolean, route;
     /// Content-Type when the message has no `Body.ContentType` attribute.
     WEBHOOK_DEFAULT_CONTENT_TYPE = "CARRIER_WEBHOOK_DEFAULT_CONTENT_TYPE"
-        => webhook_default_content_type: String = "application/json", header_value;
+        => webhook_default_content_type: String = "application/json", header_value, route;
     /// Limit for one webhook delivery, redirects included.
     WEBHOOK_REQUEST_TIMEOUT = "CARRIER_WEBHOOK_REQUEST_TIMEOUT"
-        => webhook_request_timeout: Duration = "60s", positive_duration;
+        => webhook_request_timeout: Duration = "60s", positive_duration, route;
     /// Carrier only: statuses that Ack, e.g. `200` (Go's rule) or `200,202-204`.
     WEBHOOK_SUCCESS_CODES = "CARRIER_WEBHOOK_SUCCESS_CODES"
-        => webhook_success_codes: SuccessCodes = "200-299", |v| SuccessCodes::parse(&v);
+        => webhook_success_codes: SuccessCodes = "200-299", |v| SuccessCodes::parse(&v), route;
     /// Carrier only: `carrier` (X-Carrier-* headers) or `sqsd` (Elastic Beanstalk's X-Aws-Sqsd-*).
     WEBHOOK_HEADER_STYLE = "CARRIER_WEBHOOK_HEADER_STYLE"
-        => webhook_header_style: HeaderStyle = "carrier", header_style;
+        => webhook_header_style: HeaderStyle = "carrier", header_style, route;
     /// Carrier only: `message` (one message per POST) or `lambda` (batches as Lambda's SQS
     /// event, answered with `batchItemFailures`).
-    WEBHOOK_FORMAT = "CARRIER_WEBHOOK_FORMAT" => webhook_format: FormatName = "message", format;
+    WEBHOOK_FORMAT = "CARRIER_WEBHOOK_FORMAT" => webhook_format: FormatName = "message", format, route;
     /// Carrier only, `lambda` format: most records per POST (1–10000).
     WEBHOOK_BATCH_SIZE = "CARRIER_WEBHOOK_BATCH_SIZE" => webhook_batch_size: usize = "10",
-        |v| count(v, 1, 10_000);
+        |v| count(v, 1, 10_000), route;
     /// Carrier only, `lambda` format: how long to gather a batch that is not full (0s–300s);
     /// 0s sends what is in hand.
     WEBHOOK_BATCH_WINDOW = "CARRIER_WEBHOOK_BATCH_WINDOW"
-        => webhook_batch_window: Duration = "0s", batch_window;
+        => webhook_batch_window: Duration = "0s", batch_window, route;
     /// Carrier only: `none`, `sns`, `eventbridge` or `auto`: deliver what an SNS or EventBridge
     /// envelope holds, its fields as headers (one-message format).
-    WEBHOOK_UNWRAP = "CARRIER_WEBHOOK_UNWRAP" => webhook_unwrap: Unwrap = "none", unwrap;
+    WEBHOOK_UNWRAP = "CARRIER_WEBHOOK_UNWRAP" => webhook_unwrap: Unwrap = "none", unwrap, route;
     /// Carrier only: `whsec_…` secret(s), space-separated: sign requests (Standard Webhooks).
     WEBHOOK_SIGNING_SECRET = "CARRIER_WEBHOOK_SIGNING_SECRET"
-        => webhook_signing_secret: Option<SigningKeys> = optional, |v| SigningKeys::parse(&v);
+        => webhook_signing_secret: Option<SigningKeys> = optional, |v| SigningKeys::parse(&v), route;
     /// Carrier only: a failed delivery's visibility timeout (0–12h); unset: left as it is.
     WEBHOOK_ERROR_VISIBILITY_TIMEOUT = "CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT"
-        => webhook_error_visibility_timeout: Option<Duration> = optional, sqs_duration;
+        => webhook_error_visibility_timeout: Option<Duration> = optional, sqs_duration, route;
     /// Carrier only: the error timeout doubles with each receive up to this (1s–12h).
     WEBHOOK_ERROR_BACKOFF_MAX = "CARRIER_WEBHOOK_ERROR_BACKOFF_MAX"
-        => webhook_error_backoff_max: Option<Duration> = optional, visibility_timeout;
+        => webhook_error_backoff_max: Option<Duration> = optional, visibility_timeout, route;
     /// Carrier only: a Retry-After below this is raised to it (0–12h).
     WEBHOOK_MIN_RETRY_DELAY = "CARRIER_WEBHOOK_MIN_RETRY_DELAY"
-        => webhook_min_retry_delay: Duration = "1s", sqs_duration;
+        => webhook_min_retry_delay: Duration = "1s", sqs_duration, route;
     /// Enables health checking: the URL to GET.
     WEBHOOK_HEALTH_CHECK_ENDPOINT = "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT"
         => webhook_health_check_endpoint: Option<Endpoint> = optional, endpoint;
@@ -173,7 +194,35 @@ variables! {
     ADMIN_ADDR = "CARRIER_ADMIN_ADDR" => admin_addr: Option<SocketAddr> = optional, socket_addr;
     /// Carrier only: `trace`, `debug`, `info`, `warn`, `error`.
     LOG_LEVEL = "CARRIER_LOG_LEVEL" => log_level: slog::Level = "info", log_level;
+    /// Carrier only: route names (`[a-z0-9_]`, at most 16, comma-separated): serve one queue per
+    /// route, each configured by `CARRIER_ROUTE_<NAME>_<SUFFIX>`.
+    ROUTES = "CARRIER_ROUTES" => routes: Option<Vec<String>> = optional, route_names;
+    /// Carrier only: `weighted` (slots by weight while several routes have messages) or
+    /// `strict` (a later route only while every earlier one came back empty).
+    ROUTES_POLICY = "CARRIER_ROUTES_POLICY" => routes_policy: Policy = "weighted", policy;
+    /// Carrier only, per route only: the route's share of the slots while several routes have
+    /// messages (1–1000).
+    WEIGHT = "CARRIER_WEIGHT" => weight: u32 = "1", |v| count(v, 1, 1000).map(|n| n as u32),
+        route_only;
 }
+
+/// A route's name for a variable: `CARRIER_ROUTE_ORDERS_WEBHOOK_ENDPOINT` for route `orders`
+/// and `CARRIER_WEBHOOK_ENDPOINT`.
+pub fn route_variable(route: &str, name: &str) -> String {
+    let suffix = name.strip_prefix("CARRIER_").unwrap_or(name);
+    format!("CARRIER_ROUTE_{}_{suffix}", route.to_ascii_uppercase())
+}
+
+/// How the README names a variable: its top-level name, or the route form for a route-only one.
+pub fn documented_name(v: &Variable) -> String {
+    match v.scope {
+        Scope::RouteOnly => route_variable("<NAME>", v.name),
+        Scope::Global | Scope::Route => v.name.to_string(),
+    }
+}
+
+/// The most routes one carrier serves (SPEC 5.3).
+pub const MAX_ROUTES: usize = 16;
 
 /// Whether a `CARRIER_`-prefixed variable is one Kubernetes injects for a Service named
 /// `carrier…` (`CARRIER_SERVICE_HOST`, `CARRIER_PORT=tcp://…`, `CARRIER_PORT_9464_TCP_ADDR`,
@@ -219,10 +268,28 @@ fn is_service_link(value: &str) -> bool {
 /// option), but named when the configuration is refused (a typo is the usual cause). Variables
 /// Kubernetes injects for a Service called `carrier` are not ours and not worth a word.
 pub fn unknown_variables<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<&'a str> {
-    let mut unknown: Vec<&str> = vars
+    let vars: Vec<(&str, &str)> = vars
         .into_iter()
         .filter(|(n, _)| n.starts_with("CARRIER_"))
-        .filter(|(n, _)| !VARIABLES.iter().any(|v| v.name == *n))
+        .collect();
+    // The routes named, leniently (a bad list is reported on its own).
+    let routes: Vec<&str> = vars
+        .iter()
+        .find(|(n, _)| *n == ROUTES)
+        .map(|(_, v)| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let known = |name: &str| {
+        VARIABLES.iter().any(|v| match v.scope {
+            Scope::Global => v.name == name,
+            Scope::Route => {
+                v.name == name || routes.iter().any(|r| route_variable(r, v.name) == name)
+            }
+            Scope::RouteOnly => routes.iter().any(|r| route_variable(r, v.name) == name),
+        })
+    };
+    let mut unknown: Vec<&str> = vars
+        .into_iter()
+        .filter(|(n, _)| !known(n))
         .filter(|(n, v)| !is_kubernetes_service_variable(n, v))
         .map(|(n, _)| n)
         .collect();
@@ -240,16 +307,35 @@ fn unknown_names<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<
 }
 
 /// The known variable an unknown name was most likely meant to be: the closest by edit distance
-/// (case aside), if it is close (a third of the name after `CARRIER_`, at most 3 edits).
-pub fn did_you_mean(unknown: &str) -> Option<&'static str> {
+/// (case aside), if it is close (a third of the name after `CARRIER_`, at most 3 edits). For a
+/// route's variable (`CARRIER_ROUTE_<NAME>_…`), the closest route variable of that name.
+pub fn did_you_mean(unknown: &str) -> Option<String> {
     let wanted = unknown.strip_prefix("CARRIER_")?.to_ascii_uppercase();
-    let limit = (wanted.len() / 3).min(3);
-    VARIABLES
-        .iter()
-        .map(|v| (edit_distance(&wanted, &v.name["CARRIER_".len()..]), v.name))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, name)| name)
+    let closest = |wanted: &str, scopes: &[Scope]| {
+        let limit = (wanted.len() / 3).min(3);
+        VARIABLES
+            .iter()
+            .filter(|v| scopes.contains(&v.scope))
+            .map(|v| (edit_distance(wanted, &v.name["CARRIER_".len()..]), v.name))
+            .filter(|(d, _)| *d <= limit)
+            .min_by_key(|(d, _)| *d)
+    };
+    if let Some(rest) = wanted.strip_prefix("ROUTE_") {
+        // Every split of `<NAME>_<SUFFIX>`; the closest suffix wins. An exact one is no typo of
+        // the suffix: the route is not in CARRIER_ROUTES.
+        let best = rest
+            .match_indices('_')
+            .filter_map(|(i, _)| {
+                let (route, suffix) = (&rest[..i], &rest[i + 1..]);
+                let (d, name) = closest(suffix, &[Scope::Route, Scope::RouteOnly])?;
+                Some((d, route_variable(route, name)))
+            })
+            .min_by_key(|(d, _)| *d);
+        if let Some((d, name)) = best {
+            return (d > 0).then_some(name);
+        }
+    }
+    closest(&wanted, &[Scope::Global, Scope::Route]).map(|(_, name)| name.to_string())
 }
 
 /// Levenshtein distance, bytewise (variable names are ASCII).
@@ -270,15 +356,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn describe_unknown(name: &str) -> String {
     match did_you_mean(name) {
         Some(known) => format!("unknown variable {name} (did you mean {known}?)"),
+        None if name.starts_with("CARRIER_ROUTE_") => format!(
+            "unknown variable {name} (a route's variable is read only for the routes {ROUTES} names)"
+        ),
         None => format!("unknown variable {name}"),
     }
 }
 
 /// A setting that does nothing, or contradicts another: one log line at start, not a refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Warning {
-    /// The variable the warning is about.
-    pub variable: &'static str,
+    /// The variable the warning is about (a route's own name when a route set it).
+    pub variable: String,
     /// What is wrong, and what carrier does instead.
     pub message: String,
 }
@@ -316,7 +405,8 @@ impl Config {
             .filter(|(k, _)| k.starts_with("CARRIER_"))
             .collect();
         let unknown = unknown_names(present.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Self::from_raw(Raw::init_from_env(), unknown)
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_raw(Raw::init_from_env(), unknown, &lookup)
     }
 
     /// The same, from a map instead of the process environment (tests, fuzzing).
@@ -324,86 +414,95 @@ impl Config {
         vars: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ConfigErrors> {
         let unknown = unknown_names(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        Self::from_raw(Raw::init_from_hashmap(vars), unknown)
+        let lookup = |name: &str| vars.get(name).cloned();
+        Self::from_raw(Raw::init_from_hashmap(vars), unknown, &lookup)
     }
 
     fn from_raw(
         raw: Result<Raw, envconfig::Error>,
         unknown_variables: Vec<String>,
+        lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         let raw = raw.map_err(|e| {
             let problem = format!("reading the environment: {e}");
             ConfigErrors(vec![problem], unknown_variables.clone())
         })?;
+        let mut raw = raw;
+        // A route-only variable has no top-level form (`CARRIER_WEIGHT` is unknown, not read).
+        raw.weight = None;
         let mut p = Problems::default();
         let set = Explicit::of(&raw);
         let v = Values::parse(raw, &mut p);
-        if v.sqs_queue_name.is_none()
-            && v.sqs_queue_url.is_none()
-            && !p.failed(SQS_QUEUE_URL)
-            && !p.failed(SQS_QUEUE_NAME)
-        {
-            p.problems.push(format!(
-                "{SQS_QUEUE_NAME} is required (or set {SQS_QUEUE_URL} to the queue's full URL)"
-            ));
+        // Each route: the top level's values with its own applied (SPEC 5.3).
+        let mut routes = Vec::new();
+        for name in v.routes.iter().flatten() {
+            let (raw, own) = route_raw(name, lookup);
+            let mut rp = Problems {
+                route: Some((name.clone(), own)),
+                ..Problems::default()
+            };
+            let set = Explicit::of(&raw);
+            let rv = Values::parse(raw, &mut rp);
+            check_route(&rv, &mut rp);
+            p.problems.append(&mut rp.problems);
+            routes.push((name.clone(), rv, set, rp));
         }
-        if let (Some(base), Some(max)) = (
-            v.webhook_error_visibility_timeout,
-            v.webhook_error_backoff_max,
-        ) {
-            if base.is_zero() {
+        if v.routes.is_none() {
+            check_route(&v, &mut p);
+        } else {
+            check_backoff(&v, &mut p);
+        }
+        for (i, (name, rv, _, _)) in routes.iter().enumerate() {
+            let queue = |v: &Values| {
+                (
+                    v.sqs_endpoint.clone(),
+                    v.sqs_queue_name.clone(),
+                    v.sqs_queue_url.clone(),
+                )
+            };
+            if let Some((other, _, _, _)) = routes[..i].iter().find(|(_, o, _, _)| {
+                queue(o) == queue(rv) && (rv.sqs_queue_name.is_some() || rv.sqs_queue_url.is_some())
+            }) {
                 p.problems.push(format!(
-                    "{WEBHOOK_ERROR_BACKOFF_MAX} ({max:?}) is set with \
-                     {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} 0s: the backoff doubles the error \
-                     timeout, and a backoff from zero is no backoff; set \
-                     {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} above zero (the first retry's delay), or \
-                     unset it to start from the queue's visibility timeout"
-                ));
-            } else if max < base {
-                p.problems.push(format!(
-                    "{WEBHOOK_ERROR_BACKOFF_MAX} ({max:?}) is below {WEBHOOK_ERROR_VISIBILITY_TIMEOUT} ({base:?}), the backoff's base"
+                    "routes {other} and {name} read the same queue; give each its own \
+                     ({} or {})",
+                    route_variable(name, SQS_QUEUE_NAME),
+                    route_variable(name, SQS_QUEUE_URL)
                 ));
             }
         }
+        // An inherited bad value is reported once, under its top-level name.
+        let mut seen = std::collections::HashSet::new();
+        p.problems.retain(|problem| seen.insert(problem.clone()));
         if !p.problems.is_empty() {
             return Err(ConfigErrors(p.problems, unknown_variables));
         }
-        let warnings = warnings(&v, &set);
-        let mut settings = Settings::new(QueueAddress {
-            endpoint: v.sqs_endpoint,
-            name: v.sqs_queue_name,
-            url: v.sqs_queue_url,
-        });
-        settings.batch_size = v.sqs_batch_size;
-        settings.receivers = v.sqs_receivers;
-        settings.workers_per_receiver = match v.sqs_receiver_workers {
+        let mut warnings = global_warnings(&v, &set);
+        let workers = match v.sqs_receiver_workers {
             0 => v.sqs_batch_size,
             n => n,
         };
+        let route_settings = match v.routes.is_some() {
+            false => {
+                warnings.extend(route_warnings(&v, &set, workers, &Problems::default()));
+                vec![route_settings(DEFAULT_ROUTE, &v)]
+            }
+            true => routes
+                .iter()
+                .map(|(name, rv, set, rp)| {
+                    warnings.extend(route_warnings(rv, set, workers, rp));
+                    route_settings(name, rv)
+                })
+                .collect(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        warnings.retain(|w| seen.insert(w.clone()));
+        let mut settings = Settings::new(QueueAddress::default());
+        settings.routes = route_settings;
+        settings.policy = v.routes_policy;
+        settings.receivers = v.sqs_receivers;
+        settings.workers_per_receiver = workers;
         settings.threads = v.threads;
-        settings.visibility_timeout = v.sqs_visibility_timeout;
-        settings.webhook = WebhookSettings {
-            endpoint: v.webhook_endpoint,
-            tls_insecure_skip_verify: v.webhook_tls_insecure_skip_verify,
-            default_content_type: v.webhook_default_content_type,
-            request_timeout: v.webhook_request_timeout,
-            success_codes: v.webhook_success_codes,
-            header_style: v.webhook_header_style,
-            signing: v.webhook_signing_secret,
-            unwrap: v.webhook_unwrap,
-            format: match v.webhook_format {
-                FormatName::Message => Format::Message,
-                FormatName::Lambda => Format::Lambda {
-                    batch_size: v.webhook_batch_size,
-                    window: v.webhook_batch_window,
-                },
-            },
-        };
-        settings.nack = NackPolicy {
-            error_visibility: v.webhook_error_visibility_timeout,
-            backoff_max: v.webhook_error_backoff_max,
-        };
-        settings.min_retry_delay = v.webhook_min_retry_delay;
         settings.health_check =
             v.webhook_health_check_endpoint
                 .map(|endpoint| HealthCheckSettings {
@@ -413,6 +512,7 @@ impl Config {
                     offline_threshold: v.webhook_offline_threshold_count,
                     startup_timeout: v.webhook_startup_timeout,
                     offline_action: v.webhook_offline_action,
+                    tls_insecure_skip_verify: v.webhook_tls_insecure_skip_verify,
                 });
         settings.shutdown_timeout = v.shutdown_timeout;
         settings.stat_log_interval = v.enable_stat_log.then_some(v.stat_log_timer);
@@ -430,12 +530,123 @@ impl Config {
     }
 }
 
+/// A route's raw variables: for each per-route variable its own value, else the top level's;
+/// and which it set itself (by top-level name).
+fn route_raw(route: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (Raw, Vec<&'static str>) {
+    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let mut map = std::collections::HashMap::new();
+    let mut own = Vec::new();
+    for v in VARIABLES {
+        let value = match v.scope {
+            Scope::Global => continue,
+            Scope::Route | Scope::RouteOnly => match set(lookup(&route_variable(route, v.name))) {
+                Some(value) => {
+                    own.push(v.name);
+                    Some(value)
+                }
+                None if v.scope == Scope::Route => set(lookup(v.name)),
+                None => None,
+            },
+        };
+        if let Some(value) = value {
+            map.insert(v.name.to_string(), value);
+        }
+    }
+    // Only known names are in the map, each at most once: reading it cannot fail.
+    let raw = Raw::init_from_hashmap(&map).unwrap_or_default();
+    (raw, own)
+}
+
+/// One route's settings from its values.
+fn route_settings(name: &str, v: &Values) -> RouteSettings {
+    let mut route = RouteSettings::new(
+        name,
+        QueueAddress {
+            endpoint: v.sqs_endpoint.clone(),
+            name: v.sqs_queue_name.clone(),
+            url: v.sqs_queue_url.clone(),
+        },
+    );
+    route.batch_size = v.sqs_batch_size;
+    route.visibility_timeout = v.sqs_visibility_timeout;
+    route.webhook = WebhookSettings {
+        endpoint: v.webhook_endpoint.clone(),
+        tls_insecure_skip_verify: v.webhook_tls_insecure_skip_verify,
+        default_content_type: v.webhook_default_content_type.clone(),
+        request_timeout: v.webhook_request_timeout,
+        success_codes: v.webhook_success_codes.clone(),
+        header_style: v.webhook_header_style,
+        signing: v.webhook_signing_secret.clone(),
+        unwrap: v.webhook_unwrap,
+        format: match v.webhook_format {
+            FormatName::Message => Format::Message,
+            FormatName::Lambda => Format::Lambda {
+                batch_size: v.webhook_batch_size,
+                window: v.webhook_batch_window,
+            },
+        },
+    };
+    route.nack = NackPolicy {
+        error_visibility: v.webhook_error_visibility_timeout,
+        backoff_max: v.webhook_error_backoff_max,
+    };
+    route.min_retry_delay = v.webhook_min_retry_delay;
+    route.weight = v.weight;
+    route
+}
+
+/// What every queue needs: the queue itself, and a backoff that can grow.
+fn check_route(v: &Values, p: &mut Problems) {
+    if v.sqs_queue_name.is_none()
+        && v.sqs_queue_url.is_none()
+        && !p.failed(SQS_QUEUE_URL)
+        && !p.failed(SQS_QUEUE_NAME)
+    {
+        let (name, url) = (p.name(SQS_QUEUE_NAME), p.name(SQS_QUEUE_URL));
+        let problem = match &p.route {
+            None => format!("{name} is required (or set {url} to the queue's full URL)"),
+            Some((route, _)) => format!(
+                "{} is required for route {route} (or {}, or the top-level {SQS_QUEUE_NAME} / \
+                 {SQS_QUEUE_URL} it would inherit): every route needs a queue",
+                route_variable(route, SQS_QUEUE_NAME),
+                route_variable(route, SQS_QUEUE_URL)
+            ),
+        };
+        p.problems.push(problem);
+    }
+    check_backoff(v, p);
+}
+
+fn check_backoff(v: &Values, p: &mut Problems) {
+    let (backoff, error) = (
+        p.name(WEBHOOK_ERROR_BACKOFF_MAX),
+        p.name(WEBHOOK_ERROR_VISIBILITY_TIMEOUT),
+    );
+    if let (Some(base), Some(max)) = (
+        v.webhook_error_visibility_timeout,
+        v.webhook_error_backoff_max,
+    ) {
+        if base.is_zero() {
+            p.problems.push(format!(
+                "{backoff} ({max:?}) is set with {error} 0s: the backoff doubles the error \
+                 timeout, and a backoff from zero is no backoff; set {error} above zero (the \
+                 first retry's delay), or unset it to start from the queue's visibility timeout"
+            ));
+        } else if max < base {
+            p.problems.push(format!(
+                "{backoff} ({max:?}) is below {error} ({base:?}), the backoff's base"
+            ));
+        }
+    }
+}
+
 /// Which variables with a default were set explicitly (a default is not a choice to warn about).
 struct Explicit {
     offline_action: bool,
     batch_size: bool,
     batch_window: bool,
     sqs_batch_size: bool,
+    routes_policy: bool,
 }
 
 impl Explicit {
@@ -446,12 +657,13 @@ impl Explicit {
             batch_size: set(&raw.webhook_batch_size),
             batch_window: set(&raw.webhook_batch_window),
             sqs_batch_size: set(&raw.sqs_batch_size),
+            routes_policy: set(&raw.routes_policy),
         }
     }
 }
 
-/// The settings of a valid configuration that do nothing, or contradict each other.
-fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
+/// What a valid configuration's shared settings do nothing with, or contradict.
+fn global_warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
     let mut warnings = Vec::new();
     let health = WEBHOOK_HEALTH_CHECK_ENDPOINT;
     if v.webhook_health_check_endpoint.is_none() {
@@ -479,45 +691,63 @@ fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
         );
         warnings.push((WEBHOOK_HEALTH_CHECK_TIMEOUT, message));
     }
+    if set.routes_policy && v.routes.is_none() {
+        let message = format!("{ROUTES_POLICY} does nothing without {ROUTES}: there is one queue");
+        warnings.push((ROUTES_POLICY, message));
+    }
+    warnings
+        .into_iter()
+        .map(|(variable, message)| Warning {
+            variable: variable.to_string(),
+            message,
+        })
+        .collect()
+}
+
+/// What a valid configuration's route (or the one queue) does nothing with, or contradicts;
+/// `names` names the variables as the route set them.
+fn route_warnings(v: &Values, set: &Explicit, workers: usize, names: &Problems) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    let n = |var| names.name(var);
     let lambda = v.webhook_format == FormatName::Lambda;
+    let format = n(WEBHOOK_FORMAT);
     for (variable, set) in [
         (WEBHOOK_BATCH_SIZE, set.batch_size),
         (WEBHOOK_BATCH_WINDOW, set.batch_window),
     ] {
         if set && !lambda {
             let message = format!(
-                "{variable} does nothing unless {WEBHOOK_FORMAT}=lambda: each POST carries one \
-                 message"
+                "{} does nothing unless {format}=lambda: each POST carries one message",
+                n(variable)
             );
-            warnings.push((variable, message));
+            warnings.push((n(variable), message));
         }
     }
     if lambda && v.webhook_unwrap != Unwrap::None {
         let message = format!(
-            "{WEBHOOK_UNWRAP} does nothing with {WEBHOOK_FORMAT}=lambda: Lambda gives each record \
-             as SQS holds it, envelope and all"
+            "{} does nothing with {format}=lambda: Lambda gives each record as SQS holds it, \
+             envelope and all",
+            n(WEBHOOK_UNWRAP)
         );
-        warnings.push((WEBHOOK_UNWRAP, message));
+        warnings.push((n(WEBHOOK_UNWRAP), message));
     }
     if lambda && set.sqs_batch_size {
         let message = format!(
-            "{SQS_BATCH_SIZE} does nothing with {WEBHOOK_FORMAT}=lambda: receives ask for 10 \
-             messages until a batch of {WEBHOOK_BATCH_SIZE} is gathered"
+            "{} does nothing with {format}=lambda: receives ask for 10 messages until a batch of \
+             {} is gathered",
+            n(SQS_BATCH_SIZE),
+            n(WEBHOOK_BATCH_SIZE)
         );
-        warnings.push((SQS_BATCH_SIZE, message));
+        warnings.push((n(SQS_BATCH_SIZE), message));
     }
     let batch = v.sqs_batch_size;
-    let workers = match v.sqs_receiver_workers {
-        0 => batch,
-        n => n,
-    };
     if batch > workers && !lambda {
         let message = format!(
-            "{SQS_BATCH_SIZE} ({batch}) is above {SQS_RECEIVER_WORKERS} ({workers}): a receiver \
-             never asks for more messages than it has free workers, so receives are capped at \
-             {workers}"
+            "{} ({batch}) is above {SQS_RECEIVER_WORKERS} ({workers}): a receiver never asks for \
+             more messages than it has free workers, so receives are capped at {workers}",
+            n(SQS_BATCH_SIZE)
         );
-        warnings.push((SQS_BATCH_SIZE, message));
+        warnings.push((n(SQS_BATCH_SIZE), message));
     }
     warnings
         .into_iter()
@@ -530,6 +760,9 @@ fn warnings(v: &Values, set: &Explicit) -> Vec<Warning> {
 struct Problems {
     problems: Vec<String>,
     failed: Vec<&'static str>,
+    /// Parsing a route's values: its name, and the variables it set itself (named in its form;
+    /// the rest are the top level's).
+    route: Option<(String, Vec<&'static str>)>,
 }
 
 /// How a value is shown in an error: URLs without passwords or query strings, secrets not at all.
@@ -577,9 +810,17 @@ impl Problems {
     }
 
     fn record(&mut self, name: &'static str, value: &str, why: String) {
-        self.problems
-            .push(format!("{name}={}: {why}", shown(name, value)));
+        let problem = format!("{}={}: {why}", self.name(name), shown(name, value));
+        self.problems.push(problem);
         self.failed.push(name);
+    }
+
+    /// How a variable is named here: the route's own form when the route set it.
+    fn name(&self, name: &'static str) -> String {
+        match &self.route {
+            Some((route, own)) if own.contains(&name) => route_variable(route, name),
+            _ => name.to_string(),
+        }
     }
 
     fn failed(&self, name: &str) -> bool {
@@ -679,6 +920,39 @@ fn batch_window(v: String) -> Result<Duration, String> {
         return Err(format!("must be from 0s to 300s; {DURATION_HELP}"));
     }
     Ok(d)
+}
+
+/// `CARRIER_ROUTES`: 1 to 16 distinct names of `[a-z0-9_]`, comma-separated.
+fn route_names(v: String) -> Result<Vec<String>, String> {
+    let names: Vec<String> = v.split(',').map(|n| n.trim().to_string()).collect();
+    if let Some(bad) = names.iter().find(|n| {
+        n.is_empty()
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    }) {
+        return Err(format!(
+            "route name {bad:?} is not made of a-z, 0-9 and _; expected names such as \
+             orders,reports"
+        ));
+    }
+    if names.len() > MAX_ROUTES {
+        return Err(format!("at most {MAX_ROUTES} routes"));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(format!("route {n:?} is named twice"));
+        }
+    }
+    Ok(names)
+}
+
+fn policy(v: String) -> Result<Policy, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "weighted" => Ok(Policy::Weighted),
+        "strict" => Ok(Policy::Strict),
+        _ => Err("must be weighted or strict".into()),
+    }
 }
 
 fn offline_action(v: String) -> Result<OfflineAction, String> {
@@ -829,10 +1103,14 @@ mod tests {
     #[test]
     fn go_defaults_apply() {
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "jobs")])).unwrap();
-        let s = &c.settings;
+        let (g, s) = (&c.settings, &c.settings.routes[0]);
         assert_eq!(
-            (s.batch_size, s.receivers, s.workers_per_receiver),
+            (s.batch_size, g.receivers, g.workers_per_receiver),
             (1, 1, 1)
+        );
+        assert_eq!(
+            (g.routes.len(), s.name.as_str(), s.weight),
+            (1, "default", 1)
         );
         assert_eq!(s.webhook.endpoint.url, "http://localhost:9000/");
         assert_eq!(s.webhook.default_content_type, "application/json");
@@ -841,8 +1119,8 @@ mod tests {
         assert!(s.webhook.success_codes.contains(204));
         assert_eq!(s.webhook.header_style, HeaderStyle::Carrier);
         assert!(s.webhook.signing.is_none());
-        assert!(s.health_check.is_none() && s.stat_log_interval.is_none());
-        assert_eq!(s.shutdown_timeout, Duration::from_secs(20));
+        assert!(g.health_check.is_none() && g.stat_log_interval.is_none());
+        assert_eq!(g.shutdown_timeout, Duration::from_secs(20));
         assert_eq!(
             s.nack,
             NackPolicy::default(),
@@ -850,7 +1128,7 @@ mod tests {
         );
         assert_eq!(s.min_retry_delay, Duration::from_secs(1));
         assert_eq!(
-            (s.visibility_timeout, s.exit_when_idle, s.admin_addr),
+            (s.visibility_timeout, g.exit_when_idle, g.admin_addr),
             (None, None, None)
         );
         assert_eq!(
@@ -907,7 +1185,7 @@ mod tests {
             (ADMIN_ADDR, "0.0.0.0:9464"),
         ]))
         .unwrap();
-        let s = c.settings;
+        let (g, s) = (&c.settings, &c.settings.routes[0]);
         assert_eq!(
             s.visibility_timeout,
             Some(Duration::from_secs(2)),
@@ -923,8 +1201,8 @@ mod tests {
         assert_eq!(s.min_retry_delay, Duration::from_secs(5));
         assert_eq!(s.webhook.header_style, HeaderStyle::Sqsd);
         assert!(s.webhook.signing.is_some());
-        assert_eq!(s.exit_when_idle, Some(Duration::from_secs(30)));
-        assert_eq!(s.admin_addr, Some("0.0.0.0:9464".parse().unwrap()));
+        assert_eq!(g.exit_when_idle, Some(Duration::from_secs(30)));
+        assert_eq!(g.admin_addr, Some("0.0.0.0:9464".parse().unwrap()));
     }
 
     #[test]
@@ -975,10 +1253,19 @@ mod tests {
 
     #[test]
     fn a_close_known_name_is_suggested_for_an_unknown_one() {
-        assert_eq!(did_you_mean("CARRIER_SQS_QUEUE_NMAE"), Some(SQS_QUEUE_NAME));
-        assert_eq!(did_you_mean("CARRIER_SQS_BATCHSIZE"), Some(SQS_BATCH_SIZE));
-        assert_eq!(did_you_mean("CARRIER_LOGLEVEL"), Some(LOG_LEVEL));
-        assert_eq!(did_you_mean("CARRIER_sqs_queue_url"), Some(SQS_QUEUE_URL));
+        assert_eq!(
+            did_you_mean("CARRIER_SQS_QUEUE_NMAE"),
+            Some(SQS_QUEUE_NAME.into())
+        );
+        assert_eq!(
+            did_you_mean("CARRIER_SQS_BATCHSIZE"),
+            Some(SQS_BATCH_SIZE.into())
+        );
+        assert_eq!(did_you_mean("CARRIER_LOGLEVEL"), Some(LOG_LEVEL.into()));
+        assert_eq!(
+            did_you_mean("CARRIER_sqs_queue_url"),
+            Some(SQS_QUEUE_URL.into())
+        );
         for far in [
             "CARRIER_X",
             "CARRIER_FOO_PORT",
@@ -1104,11 +1391,11 @@ mod tests {
 
     #[test]
     fn settings_that_do_nothing_or_contradict_each_other_are_warned_about() {
-        let warned = |pairs: &[(&str, &str)]| -> Vec<&'static str> {
+        let warned = |pairs: &[(&str, &str)]| -> Vec<String> {
             let mut env = vars(pairs);
             env.insert(SQS_QUEUE_NAME.into(), "q".into());
             let c = Config::from_map(&env).unwrap();
-            c.warnings.iter().map(|w| w.variable).collect()
+            c.warnings.iter().map(|w| w.variable.clone()).collect()
         };
         let health = (
             WEBHOOK_HEALTH_CHECK_ENDPOINT,
@@ -1182,17 +1469,20 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(
-            (c.settings.batch_size, c.settings.workers_per_receiver),
+            (
+                c.settings.routes[0].batch_size,
+                c.settings.workers_per_receiver
+            ),
             (7, 7)
         );
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "q"), (SQS_BATCH_SIZE, "0")])).unwrap();
-        assert_eq!(c.settings.batch_size, 1);
+        assert_eq!(c.settings.routes[0].batch_size, 1);
     }
 
     #[test]
     fn empty_values_count_as_unset() {
         let c = Config::from_map(&vars(&[(SQS_QUEUE_NAME, "q"), (SQS_BATCH_SIZE, "")])).unwrap();
-        assert_eq!(c.settings.batch_size, 1);
+        assert_eq!(c.settings.routes[0].batch_size, 1);
     }
 
     #[test]
@@ -1260,20 +1550,163 @@ mod tests {
     }
 
     #[test]
+    fn a_route_inherits_every_top_level_value_it_does_not_set_itself() {
+        let c = Config::from_map(&vars(&[
+            (ROUTES, "orders,reports"),
+            (ROUTES_POLICY, "strict"),
+            (WEBHOOK_REQUEST_TIMEOUT, "5s"),
+            (WEBHOOK_HEADER_STYLE, "sqsd"),
+            (SQS_RECEIVERS, "2"),
+            ("CARRIER_ROUTE_ORDERS_SQS_QUEUE_NAME", "orders"),
+            (
+                "CARRIER_ROUTE_ORDERS_WEBHOOK_ENDPOINT",
+                "http://127.0.0.1:9000/orders",
+            ),
+            ("CARRIER_ROUTE_ORDERS_WEIGHT", "3"),
+            (
+                "CARRIER_ROUTE_REPORTS_SQS_QUEUE_URL",
+                "http://127.0.0.1:4566/000000000000/reports",
+            ),
+            ("CARRIER_ROUTE_REPORTS_WEBHOOK_FORMAT", "lambda"),
+            ("CARRIER_ROUTE_REPORTS_WEBHOOK_HEADER_STYLE", "carrier"),
+        ]))
+        .unwrap();
+        let s = &c.settings;
+        assert_eq!(
+            (s.policy, s.receivers, s.routes.len()),
+            (Policy::Strict, 2, 2)
+        );
+        let (orders, reports) = (&s.routes[0], &s.routes[1]);
+        assert_eq!((orders.name.as_str(), orders.weight), ("orders", 3));
+        assert_eq!(orders.queue.name.as_deref(), Some("orders"));
+        assert_eq!(orders.webhook.endpoint.url, "http://127.0.0.1:9000/orders");
+        assert_eq!(orders.webhook.header_style, HeaderStyle::Sqsd, "inherited");
+        assert_eq!(orders.webhook.request_timeout, Duration::from_secs(5));
+        assert_eq!((reports.name.as_str(), reports.weight), ("reports", 1));
+        assert_eq!(
+            reports.webhook.header_style,
+            HeaderStyle::Carrier,
+            "its own"
+        );
+        assert!(matches!(
+            reports.webhook.format,
+            Format::Lambda { batch_size: 10, .. }
+        ));
+        assert_eq!(reports.webhook.request_timeout, Duration::from_secs(5));
+        assert_eq!(reports.webhook.endpoint.url, "http://localhost:9000/");
+        assert!(c.unknown_variables.is_empty(), "{:?}", c.unknown_variables);
+    }
+
+    #[test]
+    fn every_problem_of_every_route_is_reported_naming_the_route_variable() {
+        let e = Config::from_map(&vars(&[
+            (ROUTES, "orders,reports,audit"),
+            (WEBHOOK_REQUEST_TIMEOUT, "soon"),
+            ("CARRIER_ROUTE_ORDERS_SQS_QUEUE_NAME", "orders"),
+            ("CARRIER_ROUTE_ORDERS_WEIGHT", "0"),
+            ("CARRIER_ROUTE_ORDERS_WEBHOOK_UNWRAP", "gzip"),
+            ("CARRIER_ROUTE_REPORTS_SQS_QUEUE_NAME", "orders"),
+            ("CARRIER_ROUTE_REPORTS_WEBHOOK_SIGNING_SECRET", "hunter2"),
+            ("CARRIER_ROUTE_AUDIT_WEBHOOK_ENDPOINT", "ftp://x"),
+            ("CARRIER_ROUTE_BILLING_SQS_QUEUE_NAME", "billing"),
+            ("CARRIER_WEIGHT", "2"),
+        ]))
+        .unwrap_err();
+        let text = e.to_string();
+        for expected in [
+            "CARRIER_WEBHOOK_REQUEST_TIMEOUT=\"soon\"",
+            "CARRIER_ROUTE_ORDERS_WEIGHT=\"0\": must be a whole number from 1 to 1000",
+            "CARRIER_ROUTE_ORDERS_WEBHOOK_UNWRAP=\"gzip\"",
+            "CARRIER_ROUTE_REPORTS_WEBHOOK_SIGNING_SECRET=<redacted>",
+            "CARRIER_ROUTE_AUDIT_WEBHOOK_ENDPOINT=\"ftp://x/\": must start with http",
+            "CARRIER_ROUTE_AUDIT_SQS_QUEUE_NAME is required for route audit",
+            "routes orders and reports read the same queue",
+            "unknown variable CARRIER_ROUTE_BILLING_SQS_QUEUE_NAME (a route's variable",
+            "unknown variable CARRIER_WEIGHT",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("CARRIER_WEBHOOK_REQUEST_TIMEOUT=").count(),
+            1,
+            "an inherited problem is said once:\n{text}"
+        );
+        assert!(!text.contains("hunter2"));
+        for bad in ["Orders", "a,a", "a,,b", "x-y"] {
+            let e = Config::from_map(&vars(&[(ROUTES, bad), (SQS_QUEUE_NAME, "q")])).unwrap_err();
+            assert!(e.to_string().contains("CARRIER_ROUTES="), "{bad}: {e}");
+        }
+        let many = (0..17)
+            .map(|i| format!("r{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(Config::from_map(&vars(&[(ROUTES, &many), (SQS_QUEUE_NAME, "q")])).is_err());
+    }
+
+    #[test]
+    fn a_near_miss_of_a_route_variable_is_suggested() {
+        assert_eq!(
+            did_you_mean("CARRIER_ROUTE_ORDERS_WEBHOOK_ENDPIONT").as_deref(),
+            Some("CARRIER_ROUTE_ORDERS_WEBHOOK_ENDPOINT")
+        );
+        assert_eq!(
+            did_you_mean("CARRIER_ROUTE_ORDERS_WIEGHT").as_deref(),
+            Some("CARRIER_ROUTE_ORDERS_WEIGHT")
+        );
+        let unknown = unknown_variables([
+            ("CARRIER_ROUTES", "orders"),
+            ("CARRIER_ROUTE_ORDERS_WEIGHT", "2"),
+            ("CARRIER_ROUTE_ORDERS_SQS_RECEIVERS", "2"),
+            ("CARRIER_ROUTE_OTHER_WEIGHT", "2"),
+        ]);
+        assert_eq!(
+            unknown,
+            [
+                "CARRIER_ROUTE_ORDERS_SQS_RECEIVERS",
+                "CARRIER_ROUTE_OTHER_WEIGHT"
+            ],
+            "receivers are shared, not per route"
+        );
+    }
+
+    #[test]
+    fn a_route_s_warnings_name_its_own_variables() {
+        let c = Config::from_map(&vars(&[
+            (ROUTES, "a"),
+            ("CARRIER_ROUTE_A_SQS_QUEUE_NAME", "a"),
+            ("CARRIER_ROUTE_A_WEBHOOK_BATCH_SIZE", "5"),
+        ]))
+        .unwrap();
+        let variables: Vec<&str> = c.warnings.iter().map(|w| w.variable.as_str()).collect();
+        assert_eq!(variables, ["CARRIER_ROUTE_A_WEBHOOK_BATCH_SIZE"]);
+        let c =
+            Config::from_map(&vars(&[(SQS_QUEUE_NAME, "q"), (ROUTES_POLICY, "strict")])).unwrap();
+        assert_eq!(c.warnings[0].variable, ROUTES_POLICY);
+    }
+
+    #[test]
     fn the_readme_documents_every_variable_with_its_default() {
         let readme = include_str!("../README.md");
         for v in VARIABLES {
+            let name = documented_name(v);
             let row = readme
                 .lines()
-                .find(|l| l.starts_with(&format!("| `{}` |", v.name)))
-                .unwrap_or_else(|| panic!("README has no table row for {}", v.name));
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("README has no table row for {name}"));
             if let Some(default) = v.default {
                 assert!(
                     row.contains(&format!("`{default}`")),
-                    "README row of {} lacks its default `{default}`: {row}",
-                    v.name
+                    "README row of {name} lacks its default `{default}`: {row}"
                 );
             }
+            assert_eq!(
+                row.contains("| ↻ "),
+                v.scope == Scope::Route,
+                "README row of {name} must mark ↻ exactly the per-route variables: {row}"
+            );
         }
     }
 }

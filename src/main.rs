@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     }
     for warning in &config.warnings {
         warn!(main_log, "configuration setting does nothing or contradicts another";
-            "variable" => warning.variable, "detail" => &warning.message);
+            "variable" => &warning.variable, "detail" => &warning.message);
     }
     let mut signals = match signals {
         Ok(signals) => Some(signals),

@@ -597,8 +597,8 @@ async fn supervised_restarts_under_load_lose_and_repeat_nothing() {
         name: Some("restarts".into()),
         url: None,
     });
-    settings.webhook.endpoint = carrier_actors::Endpoint::parse(&sink.url).unwrap();
-    settings.batch_size = 10;
+    settings.route().webhook.endpoint = carrier_actors::Endpoint::parse(&sink.url).unwrap();
+    settings.route().batch_size = 10;
     settings.receivers = size(2, 4);
     settings.workers_per_receiver = 10;
     let mut carrier = Carrier::start(settings, support::quiet_logger()).unwrap();

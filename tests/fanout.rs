@@ -116,9 +116,12 @@ async fn an_sns_notification_is_delivered_as_published_with_its_fields_and_attri
         .unwrap()
         .unwrap();
     let m = parse_metrics(&text);
-    assert_eq!(m["carrier_messages_unwrapped_total{envelope=\"sns\"}"], 2.0);
     assert_eq!(
-        m["carrier_messages_unwrapped_total{envelope=\"none\"}"],
+        m["carrier_messages_unwrapped_total{envelope=\"sns\",route=\"default\"}"],
+        2.0
+    );
+    assert_eq!(
+        m["carrier_messages_unwrapped_total{envelope=\"none\",route=\"default\"}"],
         1.0
     );
     carrier.signal("TERM");

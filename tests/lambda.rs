@@ -187,16 +187,28 @@ async fn every_whole_batch_failure_brings_each_record_back_and_a_crash_never_fol
     .await;
     queue.wait_counts((0, 0), T).await;
     let m = metrics(port).await;
-    assert_eq!(m["carrier_batches_total{result=\"failed\"}"], 8.0, "{m:?}");
-    assert_eq!(m["carrier_batches_total{result=\"retry\"}"], 1.0);
-    assert_eq!(m["carrier_batches_total{result=\"ok\"}"], 9.0);
     assert_eq!(
-        m["carrier_messages_nacked_total{reason=\"function_error\"}"],
+        m["carrier_batches_total{result=\"failed\",route=\"default\"}"], 8.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        m["carrier_batches_total{result=\"retry\",route=\"default\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["carrier_batches_total{result=\"ok\",route=\"default\"}"],
+        9.0
+    );
+    assert_eq!(
+        m["carrier_messages_nacked_total{reason=\"function_error\",route=\"default\"}"],
         7.0
     );
-    assert_eq!(m["carrier_messages_nacked_total{reason=\"status\"}"], 1.0);
-    assert_eq!(m["carrier_messages_acked_total"], 9.0);
-    assert_eq!(m["carrier_batch_records_count"], 18.0);
+    assert_eq!(
+        m["carrier_messages_nacked_total{reason=\"status\",route=\"default\"}"],
+        1.0
+    );
+    assert_eq!(m["carrier_messages_acked_total{route=\"default\"}"], 9.0);
+    assert_eq!(m["carrier_batch_records_count{route=\"default\"}"], 18.0);
     carrier.signal("TERM");
     assert!(carrier.wait_exit(T).await.success());
     let failed = carrier.logs_with("batch failed; every record reappears");
@@ -485,11 +497,11 @@ async fn an_answer_cut_off_before_its_body_fails_the_batch_instead_of_deleting_i
             "{head:?}: the batch came back and was POSTed again"
         );
         assert_eq!(
-            m["carrier_batches_total{result=\"failed\"}"], 1.0,
+            m["carrier_batches_total{result=\"failed\",route=\"default\"}"], 1.0,
             "{head:?}"
         );
         assert_eq!(
-            m["carrier_messages_acked_total"], 3.0,
+            m["carrier_messages_acked_total{route=\"default\"}"], 3.0,
             "{head:?}: once, after the good answer"
         );
         carrier.signal("TERM");

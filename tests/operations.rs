@@ -54,7 +54,7 @@ async fn metrics_count_exactly_what_the_test_sent() {
         let (status, text) = get(port, "/metrics").await;
         assert_eq!(status, 200);
         let m = parse_metrics(&text);
-        if m.get("carrier_messages_in_flight") == Some(&0.0) {
+        if m.get("carrier_messages_in_flight{route=\"default\"}") == Some(&0.0) {
             break m;
         }
         assert!(
@@ -63,29 +63,35 @@ async fn metrics_count_exactly_what_the_test_sent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(m["carrier_messages_acked_total"], 5.0);
+    assert_eq!(m["carrier_messages_acked_total{route=\"default\"}"], 5.0);
     assert_eq!(
-        m["carrier_messages_received_total"], 7.0,
+        m["carrier_messages_received_total{route=\"default\"}"], 7.0,
         "5 sent, 2 redelivered"
     );
-    assert_eq!(m["carrier_messages_retried_total"], 1.0);
-    assert_eq!(m["carrier_messages_nacked_total{reason=\"status\"}"], 1.0);
-    assert_eq!(m["carrier_messages_dead_lettered_total"], 0.0);
+    assert_eq!(m["carrier_messages_retried_total{route=\"default\"}"], 1.0);
     assert_eq!(
-        m["carrier_webhook_request_duration_seconds_count{class=\"2xx\"}"],
+        m["carrier_messages_nacked_total{reason=\"status\",route=\"default\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["carrier_messages_dead_lettered_total{route=\"default\"}"],
+        0.0
+    );
+    assert_eq!(
+        m["carrier_webhook_request_duration_seconds_count{class=\"2xx\",route=\"default\"}"],
         5.0
     );
     assert_eq!(
-        m["carrier_webhook_request_duration_seconds_count{class=\"4xx\"}"],
+        m["carrier_webhook_request_duration_seconds_count{class=\"4xx\",route=\"default\"}"],
         1.0
     );
     assert_eq!(
-        m["carrier_webhook_request_duration_seconds_count{class=\"5xx\"}"],
+        m["carrier_webhook_request_duration_seconds_count{class=\"5xx\",route=\"default\"}"],
         1.0
     );
-    assert!(m["carrier_sqs_request_duration_seconds_count{operation=\"ReceiveMessage\"}"] >= 1.0);
+    assert!(m["carrier_sqs_request_duration_seconds_count{operation=\"ReceiveMessage\",route=\"default\"}"] >= 1.0);
     assert!(
-        m["carrier_sqs_request_duration_seconds_count{operation=\"DeleteMessageBatch\"}"] >= 1.0
+        m["carrier_sqs_request_duration_seconds_count{operation=\"DeleteMessageBatch\",route=\"default\"}"] >= 1.0
     );
     assert_eq!(
         m[&format!(

@@ -16,8 +16,8 @@ fn settings(queue: &TestQueue, sink: &Sink) -> Settings {
         name: Some(queue.name.clone()),
         url: None,
     });
-    settings.webhook.endpoint = carrier_actors::Endpoint::parse(&sink.url).unwrap();
-    settings.batch_size = 5;
+    settings.route().webhook.endpoint = carrier_actors::Endpoint::parse(&sink.url).unwrap();
+    settings.route().batch_size = 5;
     settings.receivers = 2;
     settings.workers_per_receiver = 5;
     settings

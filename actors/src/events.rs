@@ -20,6 +20,8 @@ use crate::stats::Stats;
 pub(crate) struct Events {
     stats: Arc<Stats>,
     log: Logger,
+    /// The route counted under (`""`: shared, no route's).
+    route: &'static str,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -54,7 +56,30 @@ fn class(answer: &Answer) -> &'static str {
 
 impl Events {
     pub fn new(stats: Arc<Stats>, log: Logger) -> Events {
-        Events { stats, log }
+        Events {
+            stats,
+            log,
+            route: "",
+        }
+    }
+
+    /// This handle for one route: its counts carry the `route` label, its log lines the
+    /// `route` field.
+    pub fn for_route(&self, route: &'static str) -> Events {
+        self.stats.add_route(route);
+        Events {
+            stats: self.stats.clone(),
+            log: self.log.new(slog::o!("route" => route)),
+            route,
+        }
+    }
+
+    fn route(&self) -> [(&'static str, &'static str); 1] {
+        [("route", self.route)]
+    }
+
+    fn labelled(&self, name: &'static str, value: &'static str) -> crate::stats::Label {
+        [("route", self.route), (name, value)]
     }
 
     pub fn log(&self) -> &Logger {
@@ -70,6 +95,7 @@ impl Events {
         Events {
             stats: self.stats.clone(),
             log,
+            route: self.route,
         }
     }
 
@@ -80,20 +106,26 @@ impl Events {
     // --- messages --------------------------------------------------------------------------------
 
     pub fn received(&self, receiver: usize, count: usize) {
-        self.stats.received.inc_by(count as u64);
+        self.stats
+            .received
+            .get_or_create(&self.route())
+            .inc_by(count as u64);
         debug!(self.log, "received messages"; "receiver" => receiver, "count" => count);
     }
 
     /// Messages held by one receiver changed by `delta` (receipt: +, last action confirmed: −).
     pub fn in_flight(&self, delta: i64) {
-        self.stats.in_flight.inc_by(delta);
+        self.stats
+            .in_flight
+            .get_or_create(&self.route())
+            .inc_by(delta);
     }
 
     /// The webhook answered (or did not): latency by status class.
     pub fn delivered(&self, message_id: &str, answer: &Answer, elapsed: Duration) {
         self.stats
             .webhook_latency
-            .get_or_create(&[("class", class(answer))])
+            .get_or_create(&self.labelled("class", class(answer)))
             .observe(elapsed.as_secs_f64());
         debug!(self.log, "delivered"; "message_id" => message_id, "status" => answer.status,
             "outcome" => ?answer.outcome, "elapsed_ms" => ms(elapsed));
@@ -109,9 +141,12 @@ impl Events {
         };
         self.stats
             .batches
-            .get_or_create(&[("result", result)])
+            .get_or_create(&self.labelled("result", result))
             .inc();
-        self.stats.batch_records.observe(records as f64);
+        self.stats
+            .batch_records
+            .get_or_create(&self.route())
+            .observe(records as f64);
         match &answer.outcome {
             Outcome::Ack if answer.failed.is_empty() => {
                 debug!(self.log, "batch delivered"; "first_message_id" => first_id,
@@ -142,16 +177,16 @@ impl Events {
     pub fn unwrapped(&self, envelope: &'static str) {
         self.stats
             .unwrapped
-            .get_or_create(&[("envelope", envelope)])
+            .get_or_create(&self.labelled("envelope", envelope))
             .inc();
     }
 
     pub fn acked(&self) {
-        self.stats.acked.inc();
+        self.stats.acked.get_or_create(&self.route()).inc();
     }
 
     pub fn retried(&self, message_id: &str, retry_in_s: u32) {
-        self.stats.retried.inc();
+        self.stats.retried.get_or_create(&self.route()).inc();
         debug!(self.log, "webhook asked to retry later"; "message_id" => message_id,
             "retry_in_s" => retry_in_s);
     }
@@ -167,7 +202,7 @@ impl Events {
     ) {
         self.stats
             .nacked
-            .get_or_create(&[("reason", reason.label())])
+            .get_or_create(&self.labelled("reason", reason.label()))
             .inc();
         self.stats.nacked_total.inc();
         if self.warn_bounded("delivery failed") {
@@ -186,7 +221,7 @@ impl Events {
     }
 
     pub fn dead_lettered(&self, message_id: &str) {
-        self.stats.dead_lettered.inc();
+        self.stats.dead_lettered.get_or_create(&self.route()).inc();
         info!(self.log, "message moved to the dead-letter queue"; "message_id" => message_id);
     }
 
@@ -201,7 +236,7 @@ impl Events {
         let reason = NackReason::DeadLetterFailed;
         self.stats
             .nacked
-            .get_or_create(&[("reason", reason.label())])
+            .get_or_create(&self.labelled("reason", reason.label()))
             .inc();
         self.stats.nacked_total.inc();
         error!(self.log, "could not move the message to the dead-letter queue; it reappears after its visibility timeout";
@@ -211,14 +246,17 @@ impl Events {
     /// Messages handed back to SQS unsent (FIFO order after a failure, held too long while
     /// paused, shutdown).
     pub fn released(&self, receiver: usize) {
-        self.stats.released.inc();
+        self.stats.released.get_or_create(&self.route()).inc();
         info!(self.log, "releasing messages unsent"; "receiver" => receiver, "count" => 1);
     }
 
     /// SQS handed out a message this receiver still holds (its visibility lapsed under a slow
     /// SQS): it joined its lease and is not delivered again.
     pub fn redelivered_while_held(&self, message_id: &str) {
-        self.stats.redelivered_while_held.inc();
+        self.stats
+            .redelivered_while_held
+            .get_or_create(&self.route())
+            .inc();
         if self.warn_bounded("redelivered while held") {
             warn!(self.log, "SQS handed out a message carrier still holds; it is not delivered again";
                 "message_id" => message_id);
@@ -228,7 +266,10 @@ impl Events {
     // --- heartbeat -------------------------------------------------------------------------------
 
     pub fn extended(&self, count: usize) {
-        self.stats.extensions.inc_by(count as u64);
+        self.stats
+            .extensions
+            .get_or_create(&self.route())
+            .inc_by(count as u64);
     }
 
     pub fn extension_refused(&self, message_id: &str, code: &str) {
@@ -245,14 +286,17 @@ impl Events {
     pub fn sqs_call(&self, operation: &'static str, elapsed: Duration) {
         self.stats
             .sqs_latency
-            .get_or_create(&[("operation", operation)])
+            .get_or_create(&self.labelled("operation", operation))
             .observe(elapsed.as_secs_f64());
     }
 
     fn sqs_error_counted(&self, operation: &'static str) {
+        if operation == "ReceiveMessage" {
+            self.stats.receive_errors.inc();
+        }
         self.stats
             .sqs_errors
-            .get_or_create(&[("operation", operation)])
+            .get_or_create(&self.labelled("operation", operation))
             .inc();
         self.stats.sqs_errors_total.inc();
     }
@@ -335,7 +379,10 @@ impl Events {
     // --- actors ----------------------------------------------------------------------------------
 
     pub fn restarted(&self, actor: &'static str) {
-        self.stats.restarts.get_or_create(&[("actor", actor)]).inc();
+        self.stats
+            .restarts
+            .get_or_create(&self.labelled("actor", actor))
+            .inc();
         self.stats.restarts_total.inc();
     }
 

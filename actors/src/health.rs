@@ -71,6 +71,8 @@ pub struct HealthCheckSettings {
     /// How long to wait for the first healthy answer; `None`: for ever.
     pub startup_timeout: Option<Duration>,
     pub offline_action: OfflineAction,
+    /// Accept any TLS certificate (`CARRIER_WEBHOOK_TLS_INSECURE_SKIP_VERIFY`, top level).
+    pub tls_insecure_skip_verify: bool,
 }
 
 pub struct HealthCheckActor {

@@ -107,6 +107,38 @@ impl Endpoint {
     }
 }
 
+/// The rustls configurations the endpoints need: one that verifies certificates (with the
+/// system's CA bundle once any verified endpoint is `https://`), and one that accepts any, built
+/// only when an endpoint asks for it.
+#[derive(Clone)]
+pub struct TlsConfigs {
+    verify: Arc<ClientConfig>,
+    insecure: Option<Arc<ClientConfig>>,
+}
+
+impl TlsConfigs {
+    /// From each endpoint's `(https, skip_verify)`.
+    pub fn new(endpoints: impl IntoIterator<Item = (bool, bool)>) -> Result<TlsConfigs, String> {
+        let (mut roots, mut any_insecure) = (false, false);
+        for (https, skip_verify) in endpoints {
+            roots |= https && !skip_verify;
+            any_insecure |= skip_verify;
+        }
+        Ok(TlsConfigs {
+            verify: tls_config(roots, false)?,
+            insecure: any_insecure.then(|| tls_config(false, true)).transpose()?,
+        })
+    }
+
+    /// The configuration for an endpoint with this `skip_verify`.
+    pub fn get(&self, skip_verify: bool) -> Arc<ClientConfig> {
+        match (&self.insecure, skip_verify) {
+            (Some(insecure), true) => insecure.clone(),
+            _ => self.verify.clone(),
+        }
+    }
+}
+
 /// The rustls configuration for every outgoing webhook and health-check connection.
 ///
 /// The system's CA bundle is loaded only when an `https://` URL needs it (it costs memory), and

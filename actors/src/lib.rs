@@ -51,7 +51,10 @@ mod lease;
 mod messages;
 pub mod present;
 mod receiver;
+mod route;
+mod scheduler;
 mod signing;
+mod slots;
 pub mod sqs;
 mod stats;
 mod supervisor;
@@ -68,6 +71,7 @@ pub use health::{HealthCheckSettings, OfflineAction};
 pub use http::{parse_http_url, Endpoint};
 pub use lease::NackPolicy;
 pub use messages::{Attribute, AttributeValue, Delivery, Fault};
+pub use scheduler::Policy;
 pub use signing::SigningKeys;
 pub use sqs::QueueAddress;
 pub use stats::{Stats, StatsSnapshot};
@@ -77,19 +81,15 @@ pub use transmitter::{request_headers, HeaderStyle, SuccessCodes, WebhookSetting
 use messages::{Inject, Shutdown};
 use supervisor::Supervisor;
 
-/// Everything the engine needs, already validated.
+/// One route (SPEC 5.3): a queue and how its messages are delivered. With `CARRIER_ROUTES` unset
+/// there is one, `default`, built from the top-level variables.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RouteSettings {
+    /// `[a-z0-9_]`, at most 16 of them: the `route` of its log lines and metrics.
+    pub name: String,
     pub queue: QueueAddress,
     /// Messages asked for per ReceiveMessage, 1–10.
     pub batch_size: usize,
-    /// Number of receivers (each with its own transmitter).
-    pub receivers: usize,
-    /// Concurrent deliveries per receiver.
-    pub workers_per_receiver: usize,
-    /// Event-loop threads the receivers (each with its transmitter) are spread over; 1: all on
-    /// the caller's arbiter, no extra thread.
-    pub threads: usize,
     /// `CARRIER_SQS_VISIBILITY_TIMEOUT`: asked for on every receive and kept up by the heartbeat.
     /// `None`: the queue's own.
     pub visibility_timeout: Option<Duration>,
@@ -98,6 +98,40 @@ pub struct Settings {
     pub nack: NackPolicy,
     /// A Retry-After below this is raised to it.
     pub min_retry_delay: Duration,
+    /// Its share of the delivery slots while several routes have messages (1–1000).
+    pub weight: u32,
+}
+
+impl RouteSettings {
+    /// The Go carrier's defaults for everything but the queue.
+    pub fn new(name: &str, queue: QueueAddress) -> Self {
+        RouteSettings {
+            name: name.into(),
+            queue,
+            batch_size: 1,
+            visibility_timeout: None,
+            webhook: WebhookSettings::default(),
+            nack: NackPolicy::default(),
+            min_retry_delay: Duration::from_secs(1),
+            weight: 1,
+        }
+    }
+}
+
+/// Everything the engine needs, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The queues served, in `CARRIER_ROUTES` order (at least one).
+    pub routes: Vec<RouteSettings>,
+    /// How the delivery slots are shared while several routes have messages.
+    pub policy: Policy,
+    /// Number of receivers per route (each with its own transmitter).
+    pub receivers: usize,
+    /// Concurrent deliveries per receiver.
+    pub workers_per_receiver: usize,
+    /// Event-loop threads the receivers (each with its transmitter) are spread over; 1: all on
+    /// the caller's arbiter, no extra thread.
+    pub threads: usize,
     /// `None`: no health check, receive at once.
     pub health_check: Option<HealthCheckSettings>,
     /// How long in-flight deliveries may run after a shutdown begins.
@@ -111,18 +145,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults of the Go carrier for everything but the queue.
+    /// Defaults of the Go carrier for everything but the queue: one route, `default`.
     pub fn new(queue: QueueAddress) -> Self {
         Settings {
-            queue,
-            batch_size: 1,
+            routes: vec![RouteSettings::new(DEFAULT_ROUTE, queue)],
+            policy: Policy::Weighted,
             receivers: 1,
             workers_per_receiver: 1,
             threads: 1,
-            visibility_timeout: None,
-            webhook: WebhookSettings::default(),
-            nack: NackPolicy::default(),
-            min_retry_delay: Duration::from_secs(1),
             health_check: None,
             shutdown_timeout: Duration::from_secs(20),
             stat_log_interval: None,
@@ -130,7 +160,20 @@ impl Settings {
             admin_addr: None,
         }
     }
+
+    /// The first route (the only one unless `CARRIER_ROUTES` is set).
+    pub fn route(&mut self) -> &mut RouteSettings {
+        &mut self.routes[0]
+    }
+
+    /// The delivery slots all routes share: receivers × workers (SPEC 5.3).
+    pub fn slots(&self) -> usize {
+        self.receivers.max(1) * self.workers_per_receiver.max(1)
+    }
 }
+
+/// The one route's name when `CARRIER_ROUTES` is unset.
+pub const DEFAULT_ROUTE: &str = "default";
 
 /// How a carrier system ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,13 +246,18 @@ impl Carrier {
         log: Logger,
         stats: Arc<Stats>,
     ) -> Result<Carrier, StartError> {
-        let https = settings.webhook.endpoint.https
-            || settings
-                .health_check
-                .as_ref()
-                .is_some_and(|h| h.endpoint.https);
-        let tls = http::tls_config(https, settings.webhook.tls_insecure_skip_verify)
-            .map_err(StartError::Tls)?;
+        // Each route (and the health check) gets the verifying or the accept-any configuration
+        // its own `TLS_INSECURE_SKIP_VERIFY` says: one route's choice never weakens another's.
+        let health = settings
+            .health_check
+            .as_ref()
+            .map(|h| (h.endpoint.https, h.tls_insecure_skip_verify));
+        let endpoints = settings
+            .routes
+            .iter()
+            .map(|r| (r.webhook.endpoint.https, r.webhook.tls_insecure_skip_verify))
+            .chain(health);
+        let tls = http::TlsConfigs::new(endpoints).map_err(StartError::Tls)?;
         let readiness = Arc::new(Readiness::default());
         let (exit_tx, exit) = oneshot::channel();
         let admin_addr = settings.admin_addr;

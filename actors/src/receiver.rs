@@ -33,6 +33,8 @@ use crate::messages::{
     Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Peers, QueueKnown, Rejoin, Resume,
     Settle, Suspect,
 };
+use crate::scheduler::Grant;
+use crate::slots::{RouteSlots, Wake};
 use crate::sqs::{
     Action as SqsAction, Backoff, DeadLetterQueue, Entry, EntryResult, Received, SqsError,
     SqsQueue, MAX_BATCH_SIZE,
@@ -111,8 +113,10 @@ pub(crate) struct ReceiverParts {
     pub dead_letter: Option<Arc<DeadLetterQueue>>,
     /// The health checker, when there is one: told when deliveries fail as if it were down.
     pub suspect: Option<Recipient<Suspect>>,
-    /// Every receiver of this carrier, by index: a message another one holds is passed to it.
+    /// Every receiver of this route, by index: a message another one holds is passed to it.
     pub peers: Peers,
+    /// The delivery slots shared with the other routes: asked before each receive.
+    pub slots: RouteSlots,
     pub events: Events,
 }
 
@@ -127,8 +131,10 @@ pub struct SqsReceiverActor {
     ledger: Ledger,
     /// How many leases the in-flight gauge has been told about.
     reported_in_flight: usize,
-    /// The outstanding long poll, if any.
+    /// The outstanding long poll, if any, and what the scheduler granted it.
     poll: Option<JoinHandle<()>>,
+    grant: Grant,
+    slots: RouteSlots,
     /// Set while waiting out a receive error (or an instant empty receive).
     backoff_timer: Option<SpawnHandle>,
     backoff: Backoff,
@@ -172,6 +178,8 @@ impl SqsReceiverActor {
             ledger: parts.ledger,
             reported_in_flight: 0,
             poll: None,
+            grant: Grant::Wait,
+            slots: parts.slots,
             backoff_timer: None,
             backoff: Backoff::new(POLL_BACKOFF_BASE, POLL_BACKOFF_MAX),
             deletes: Vec::new(),
@@ -202,7 +210,14 @@ impl SqsReceiverActor {
         {
             return;
         }
-        let max = free.min(self.batch_size);
+        let want = free.min(self.batch_size);
+        let grant = self.slots.ask(self.id, want, ctx.address().recipient());
+        let max = match grant {
+            Grant::Receive(n) | Grant::Probe(n) if n > 0 => n,
+            // Woken with `Wake` when this route may ask again.
+            _ => return,
+        };
+        self.grant = grant;
         let (queue, visibility, me) = (self.queue.clone(), self.receive_visibility, ctx.address());
         self.ledger.poll_started(Instant::now());
         self.poll = Some(actix_rt::spawn(async move {
@@ -387,7 +402,16 @@ impl SqsReceiverActor {
         if now != self.reported_in_flight {
             self.events
                 .in_flight(now as i64 - self.reported_in_flight as i64);
+            self.slots.holding(self.reported_in_flight, now);
             self.reported_in_flight = now;
+        }
+    }
+
+    /// The open poll is over (`got` messages taken, `ok`: it succeeded): its grant goes back.
+    fn poll_over(&mut self, got: usize, ok: bool) {
+        let grant = std::mem::replace(&mut self.grant, Grant::Wait);
+        if grant != Grant::Wait {
+            self.slots.received(grant, got, ok);
         }
     }
 
@@ -498,6 +522,7 @@ impl SqsReceiverActor {
                     if let Some(poll) = act.poll.take() {
                         poll.abort();
                         act.ledger.poll_done();
+                        act.poll_over(0, true);
                     }
                 }
                 act.check_drained(ctx);
@@ -607,6 +632,7 @@ impl Handler<Polled> for SqsReceiverActor {
                     self.events.receiving_again(self.id);
                 }
                 self.backoff.reset();
+                let got = messages.len();
                 if messages.is_empty() {
                     let took = sent_at.elapsed();
                     if took < MIN_EMPTY_POLL && self.state == State::Running {
@@ -615,13 +641,17 @@ impl Handler<Polled> for SqsReceiverActor {
                 } else {
                     self.take(sent_at, messages, ctx);
                 }
+                // After `take`: its messages count as held before the grant goes back.
+                self.poll_over(got, true);
             }
             Err(e) if self.state == State::Draining => {
                 debug!(self.events.log(), "receive failed while draining"; "error" => %e);
+                self.poll_over(0, false);
             }
             Err(e) => {
                 let delay = self.backoff.next_delay();
                 self.events.receive_failed(self.id, &e, delay);
+                self.poll_over(0, false);
                 self.wait_then_poll(delay, ctx);
             }
         }
@@ -825,6 +855,15 @@ impl Handler<QueueKnown> for SqsReceiverActor {
         if known.dead_letter.is_some() {
             self.dead_letter = known.dead_letter;
         }
+    }
+}
+
+impl Handler<Wake> for SqsReceiverActor {
+    type Result = ();
+
+    /// The scheduler has slots for this route again.
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.poll(ctx);
     }
 }
 

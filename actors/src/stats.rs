@@ -16,8 +16,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-/// One fixed label: `[("operation", "ReceiveMessage")]`.
-pub(crate) type Label = [(&'static str, &'static str); 1];
+/// A route's metrics: `[("route", "orders")]` (`""` for what no route owns, e.g. the health
+/// checker's restarts).
+pub(crate) type RouteLabel = [(&'static str, &'static str); 1];
+/// A route and one more label: `[("route", "orders"), ("operation", "ReceiveMessage")]`.
+pub(crate) type Label = [(&'static str, &'static str); 2];
 
 fn latency_histogram() -> Histogram {
     // 1 ms to ~65 s.
@@ -27,33 +30,42 @@ fn latency_histogram() -> Histogram {
 /// Every metric carrier exports. Counters are monotonic; `in_flight` is a gauge.
 #[derive(Debug)]
 pub struct Stats {
-    pub(crate) received: Counter,
-    pub(crate) acked: Counter,
-    pub(crate) retried: Counter,
+    pub(crate) received: Family<RouteLabel, Counter>,
+    pub(crate) acked: Family<RouteLabel, Counter>,
+    pub(crate) retried: Family<RouteLabel, Counter>,
     pub(crate) nacked: Family<Label, Counter>,
     pub(crate) nacked_total: Counter,
-    pub(crate) released: Counter,
-    pub(crate) dead_lettered: Counter,
-    pub(crate) in_flight: Gauge,
+    pub(crate) released: Family<RouteLabel, Counter>,
+    pub(crate) dead_lettered: Family<RouteLabel, Counter>,
+    pub(crate) in_flight: Family<RouteLabel, Gauge>,
     pub(crate) webhook_latency: Family<Label, Histogram, fn() -> Histogram>,
     pub(crate) sqs_errors: Family<Label, Counter>,
     pub(crate) sqs_errors_total: Counter,
+    /// Failed ReceiveMessage calls, all routes (an idle run must not count them as empty).
+    pub(crate) receive_errors: Counter,
     pub(crate) sqs_latency: Family<Label, Histogram, fn() -> Histogram>,
-    pub(crate) extensions: Counter,
+    pub(crate) extensions: Family<RouteLabel, Counter>,
     /// Messages SQS handed out again while carrier held them (joined their lease).
-    pub(crate) redelivered_while_held: Counter,
+    pub(crate) redelivered_while_held: Family<RouteLabel, Counter>,
     pub(crate) restarts: Family<Label, Counter>,
     pub(crate) restarts_total: Counter,
     /// Lambda format: POSTs by result (`ok`, `partial`, `failed`, `retry`), and their sizes.
     pub(crate) batches: Family<Label, Counter>,
-    pub(crate) batch_records: Histogram,
+    pub(crate) batch_records: Family<RouteLabel, Histogram, fn() -> Histogram>,
     /// With an envelope configured: deliveries by what their body was opened as.
     pub(crate) unwrapped: Family<Label, Counter>,
     /// Log lines the asynchronous log drain dropped (its queue was full).
     pub log_lines_dropped: Counter,
     registry: Registry,
+    /// The routes counted so far (the snapshot sums over them).
+    routes: Mutex<Vec<&'static str>>,
     /// Repeated warnings, bounded per kind (see [`Stats::throttle`]).
     throttles: Mutex<Vec<Throttle>>,
+}
+
+fn batch_histogram() -> Histogram {
+    // 1 to 16 384 records.
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
 }
 
 impl Default for Stats {
@@ -93,28 +105,29 @@ impl Stats {
     pub fn new() -> Stats {
         let mut registry = Registry::with_prefix("carrier");
         let stats = Stats {
-            received: Counter::default(),
-            acked: Counter::default(),
-            retried: Counter::default(),
+            received: Family::default(),
+            acked: Family::default(),
+            retried: Family::default(),
             nacked: Family::default(),
             nacked_total: Counter::default(),
-            released: Counter::default(),
-            dead_lettered: Counter::default(),
-            in_flight: Gauge::default(),
+            released: Family::default(),
+            dead_lettered: Family::default(),
+            in_flight: Family::default(),
             webhook_latency: Family::new_with_constructor(latency_histogram),
             sqs_errors: Family::default(),
             sqs_errors_total: Counter::default(),
+            receive_errors: Counter::default(),
             sqs_latency: Family::new_with_constructor(latency_histogram),
-            extensions: Counter::default(),
-            redelivered_while_held: Counter::default(),
+            extensions: Family::default(),
+            redelivered_while_held: Family::default(),
             restarts: Family::default(),
             restarts_total: Counter::default(),
             batches: Family::default(),
-            // 1 to 16 384 records.
-            batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            batch_records: Family::new_with_constructor(batch_histogram),
             unwrapped: Family::default(),
             log_lines_dropped: Counter::default(),
             registry: Registry::default(),
+            routes: Mutex::new(Vec::new()),
             throttles: Mutex::new(Vec::new()),
         };
         registry.register(
@@ -220,27 +233,55 @@ impl Stats {
         out
     }
 
+    /// Counts a route from now on: its series appear (at zero) and the snapshot sums it.
+    pub(crate) fn add_route(&self, route: &'static str) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if !routes.contains(&route) {
+            routes.push(route);
+            let label = [("route", route)];
+            for family in [
+                &self.received,
+                &self.acked,
+                &self.retried,
+                &self.released,
+                &self.dead_lettered,
+            ] {
+                let _ = family.get_or_create(&label);
+            }
+            let _ = self.in_flight.get_or_create(&label);
+        }
+    }
+
+    /// Totals over every route.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |family: &Family<RouteLabel, Counter>| -> u64 {
+            routes
+                .iter()
+                .map(|r| family.get_or_create(&[("route", *r)]).get())
+                .sum()
+        };
         StatsSnapshot {
-            received: self.received.get(),
-            acked: self.acked.get(),
-            retried: self.retried.get(),
+            received: sum(&self.received),
+            acked: sum(&self.acked),
+            retried: sum(&self.retried),
             nacked: self.nacked_total.get(),
-            released: self.released.get(),
-            dead_lettered: self.dead_lettered.get(),
-            in_flight: self.in_flight.get(),
+            released: sum(&self.released),
+            dead_lettered: sum(&self.dead_lettered),
+            in_flight: routes
+                .iter()
+                .map(|r| self.in_flight.get_or_create(&[("route", *r)]).get())
+                .sum(),
             sqs_errors: self.sqs_errors_total.get(),
-            extensions: self.extensions.get(),
+            extensions: sum(&self.extensions),
             restarts: self.restarts_total.get(),
-            redelivered_while_held: self.redelivered_while_held.get(),
+            redelivered_while_held: sum(&self.redelivered_while_held),
         }
     }
 
     /// Failed ReceiveMessage calls (an idle run must not count them as an empty queue).
     pub(crate) fn receive_errors(&self) -> u64 {
-        self.sqs_errors
-            .get_or_create(&[("operation", "ReceiveMessage")])
-            .get()
+        self.receive_errors.get()
     }
 
     /// Whether a warning of `kind` may be logged now. At most [`THROTTLE_BURST`] per kind in each
@@ -318,16 +359,23 @@ mod tests {
     #[test]
     fn metrics_are_served_in_prometheus_text_format() {
         let s = Stats::new();
-        s.received.inc_by(3);
+        s.add_route("orders");
+        s.received.get_or_create(&[("route", "orders")]).inc_by(3);
         s.sqs_errors
-            .get_or_create(&[("operation", "ReceiveMessage")])
+            .get_or_create(&[("route", "orders"), ("operation", "ReceiveMessage")])
             .inc();
         let text = s.encode();
-        assert!(text.contains("carrier_messages_received_total 3"), "{text}");
         assert!(
-            text.contains("carrier_sqs_errors_total{operation=\"ReceiveMessage\"} 1"),
+            text.contains("carrier_messages_received_total{route=\"orders\"} 3"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "carrier_sqs_errors_total{route=\"orders\",operation=\"ReceiveMessage\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(s.snapshot().received, 3);
         assert!(text.contains("carrier_build_info{version="), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }

@@ -1,25 +1,27 @@
-//! The `Supervisor` actor: runs startup (client, queue resolution, the queue's attributes and
-//! dead-letter queue), starts the children under actix supervision, gates receiving on the health
-//! check (pausing or draining when the webhook goes offline), ends an idle run when asked to, and
-//! runs the drain on shutdown. It knows lifecycles, not messages.
+//! The `Supervisor` actor: starts every route (its queue resolved, its attributes read, then its
+//! receivers and transmitters: `route.rs`) under actix supervision, owns what the routes share
+//! (the health check, the delivery slots, the threads), gates receiving on the health check
+//! (pausing or draining when the webhook goes offline), ends an idle run when asked to, and runs
+//! the drain on shutdown. It knows lifecycles, not messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use slog::{error, info, o, warn, Logger};
+use slog::{info, o, warn, Logger};
 use tokio::sync::oneshot;
 
 use crate::events::Events;
 use crate::health::{HealthCheckActor, OfflineAction};
-use crate::lease::{Holders, Ledger, LedgerSettings, Posts};
+use crate::http::TlsConfigs;
 use crate::messages::{
-    Crash, Drain, Fault, HealthReport, Inject, Pause, Peers, Ping, QueueKnown, Resume, Shutdown,
+    Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, QueueKnown, Resume, Shutdown,
 };
-use crate::present::{lambda, Format};
-use crate::receiver::{ReceiverParts, SqsReceiverActor};
-use crate::sqs::{self, Backoff, DeadLetterQueue, QueueArn, QueueAttributes, SqsQueue};
+use crate::receiver::SqsReceiverActor;
+use crate::route::{self, Route, Started};
+use crate::slots::Slots;
+use crate::sqs::{Backoff, SqsQueue};
 use crate::stats::{process_usage, Stats, THROTTLE_WINDOW};
 use crate::transmitter::WebhookTransmitterActor;
 use crate::{ExitReason, Settings};
@@ -28,42 +30,62 @@ use crate::{ExitReason, Settings};
 /// With the default shutdown timeout (20 s) the whole drain stays inside Kubernetes' default
 /// 30 s termination grace period, with 5 s to spare.
 pub(crate) const FLUSH_GRACE: Duration = Duration::from_secs(5);
-/// The visibility timeout assumed when the queue does not say (SQS's own default). Receives then
-/// ask for it explicitly, so SQS keeps what the heartbeat assumes.
-const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// Reading the queue's attributes after a failure at start: retried from this...
 const ATTRIBUTES_RETRY_BASE: Duration = Duration::from_secs(1);
 /// ...up to this (denied rights may be granted later; a quiet retry costs one call per 5 min).
 const ATTRIBUTES_RETRY_MAX: Duration = Duration::from_secs(300);
-/// A delivery is extended at most this long past its request timeout (the bounded body read,
-/// then settling).
-const DELIVERY_MARGIN: Duration = Duration::from_secs(10);
+
+/// A route's name as a `&'static str`, for metric labels and log fields: at most 16 per carrier,
+/// made once (a process that starts carrier again reuses them).
+fn route_name(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Building the SQS client and resolving the queue.
+    /// Building the SQS clients and resolving the queues.
     Starting,
-    /// Children started (receiving, or waiting for the first healthy check).
+    /// Some route's children started (receiving, or waiting for the first healthy check).
     Running,
     Draining,
 }
 
-/// What `/readyz` reports: ready while the queue is resolved, the webhook online (or not
-/// health-checked), receiving, and not draining.
+/// What `/readyz` reports: ready while every route's queue is resolved, the webhook online (or
+/// not health-checked), receiving, and not draining.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    /// The queue's "SQS has answered for it" flag, once the queue is known.
-    resolved: OnceLock<Arc<AtomicBool>>,
+    /// How many routes there are.
+    routes: AtomicUsize,
+    /// Each started route's "SQS has answered for its queue" flag.
+    resolved: Mutex<Vec<Arc<AtomicBool>>>,
     online: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Readiness {
-    /// SQS has answered for the queue.
-    fn resolved(&self) -> bool {
+    fn expect_routes(&self, routes: usize) {
+        self.routes.store(routes, Ordering::Relaxed);
+    }
+
+    fn route_resolved(&self, flag: Arc<AtomicBool>) {
         self.resolved
-            .get()
-            .is_some_and(|r| r.load(Ordering::Relaxed))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(flag);
+    }
+
+    /// SQS has answered for every route's queue.
+    fn resolved(&self) -> bool {
+        let resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        resolved.len() == self.routes.load(Ordering::Relaxed)
+            && resolved.iter().all(|r| r.load(Ordering::Relaxed))
     }
 
     pub fn ready(&self) -> bool {
@@ -76,17 +98,24 @@ impl Readiness {
 pub(crate) struct Supervisor {
     settings: Arc<Settings>,
     events: Events,
-    tls: Arc<rustls::ClientConfig>,
+    tls: TlsConfigs,
     readiness: Arc<Readiness>,
     /// The root logger children derive theirs from (each with its own `source`).
     root_log: Logger,
     phase: Phase,
-    /// The startup future, cancelled if shutdown comes first.
-    startup: Option<SpawnHandle>,
+    /// Each route's startup future, cancelled if shutdown comes first.
+    startups: Vec<SpawnHandle>,
+    /// The routes started so far, by index in `settings.routes`.
+    routes: Vec<Option<Route>>,
+    /// Every receiver of every route started so far.
     receivers: Vec<Addr<SqsReceiverActor>>,
     transmitters: Vec<Addr<WebhookTransmitterActor>>,
+    /// The delivery slots all routes share.
+    slots: Slots,
     health: Option<Addr<HealthCheckActor>>,
-    /// Extra event-loop threads (`CARRIER_THREADS` − 1), stopped when the system ends.
+    /// Event-loop threads receivers are spread over: this one, then `CARRIER_THREADS` − 1 more
+    /// (stopped when the system ends).
+    threads: Vec<actix_rt::ArbiterHandle>,
     arbiters: Vec<actix_rt::Arbiter>,
     /// "carrier has arrived" was logged and receiving began.
     arrived: bool,
@@ -100,20 +129,6 @@ pub(crate) struct Supervisor {
     exit: Option<oneshot::Sender<ExitReason>>,
 }
 
-/// What startup found out about the queue.
-struct Started {
-    queue: SqsQueue,
-    visibility: Duration,
-    dead_letter: Option<Arc<DeadLetterQueue>>,
-    /// The attributes could not be read: receives ask for [`DEFAULT_VISIBILITY`], and reading
-    /// them is retried in the background.
-    attributes_unknown: bool,
-    /// Neither configured nor said by the queue: receives ask for [`DEFAULT_VISIBILITY`].
-    visibility_assumed: bool,
-    /// The queue's `QueueArn`, when its attributes could be read.
-    arn: Option<String>,
-}
-
 /// `CARRIER_EXIT_WHEN_IDLE`'s clock: the counts last seen, and since when neither has moved.
 struct Idle {
     received: u64,
@@ -125,22 +140,28 @@ impl Supervisor {
     pub(crate) fn new(
         settings: Arc<Settings>,
         stats: Arc<Stats>,
-        tls: Arc<rustls::ClientConfig>,
+        tls: TlsConfigs,
         readiness: Arc<Readiness>,
         root_log: Logger,
         exit: oneshot::Sender<ExitReason>,
     ) -> Self {
+        let shares: Vec<_> = settings.routes.iter().map(Route::share).collect();
+        let slots = Slots::new(settings.policy, settings.slots(), &shares);
+        readiness.expect_routes(settings.routes.len());
         Supervisor {
+            routes: settings.routes.iter().map(|_| None).collect(),
             settings,
             events: Events::new(stats, root_log.new(o!("source" => "supervisor"))),
             tls,
             readiness,
             root_log,
             phase: Phase::Starting,
-            startup: None,
+            startups: Vec::new(),
             receivers: Vec::new(),
             transmitters: Vec::new(),
+            slots,
             health: None,
+            threads: Vec::new(),
             arbiters: Vec::new(),
             arrived: false,
             paused: false,
@@ -158,79 +179,33 @@ impl Supervisor {
         self.events.log()
     }
 
-    /// Resolves the queue, reads its visibility timeout and dead-letter queue.
-    async fn startup(settings: Arc<Settings>, events: Events) -> Started {
-        let client = sqs::client(&settings.queue).await;
-        let queue = SqsQueue::resolve(client, &settings.queue, events.clone()).await;
-        let log = events.log();
-        let (attributes, attributes_unknown) = match queue.attributes().await {
-            Ok(a) => (a, false),
-            Err(e) => {
-                warn!(log, "could not read the queue's attributes; asking for a 30 s visibility timeout on every receive and no dead-letter queue known until they can be read (retried in the background)";
-                    "error" => %e);
-                (QueueAttributes::default(), true)
-            }
-        };
-        let visibility = match (settings.visibility_timeout, attributes.visibility_timeout) {
-            (Some(v), _) => v,
-            (None, Some(v)) => v,
-            (None, None) => {
-                if !attributes_unknown {
-                    warn!(log, "the queue did not say its visibility timeout; assuming 30 s and asking for it on every receive";
-                        "visibility_timeout_s" => DEFAULT_VISIBILITY.as_secs());
-                }
-                DEFAULT_VISIBILITY
-            }
-        };
-        let dead_letter = Self::dead_letter_queue(&queue, attributes.dead_letter_target, log).await;
-        Started {
-            arn: attributes.arn,
-            queue,
-            visibility,
-            dead_letter,
-            attributes_unknown,
-            visibility_assumed: settings.visibility_timeout.is_none()
-                && attributes.visibility_timeout.is_none(),
-        }
+    /// The route's root logger: its log lines carry `route`.
+    fn route_log(&self, index: usize) -> Logger {
+        let name: &'static str = self.route_name(index);
+        self.root_log.new(o!("route" => name))
     }
 
-    /// The dead-letter queue a RedrivePolicy names, if it is an SQS ARN.
-    async fn dead_letter_queue(
-        queue: &SqsQueue,
-        target: Option<String>,
-        log: &Logger,
-    ) -> Option<Arc<DeadLetterQueue>> {
-        match target {
-            None => None,
-            Some(target) => match QueueArn::parse(&target) {
-                Some(arn) => {
-                    let dlq = Arc::new(DeadLetterQueue::new(arn));
-                    if let Err(e) = dlq.url(queue).await {
-                        error!(log, "cannot resolve the dead-letter queue yet; will try again when a message is dead-lettered";
-                            "dead_letter_queue" => &dlq.arn.name, "error" => %e);
-                    }
-                    Some(dlq)
-                }
-                None => {
-                    error!(log, "the queue's RedrivePolicy names a dead-letter queue that is not an SQS ARN; dead-lettering is off";
-                        "dead_letter_target" => target);
-                    None
-                }
-            },
-        }
+    fn route_name(&self, index: usize) -> &'static str {
+        route_name(&self.settings.routes[index].name)
     }
 
-    /// Reads the queue's attributes until it works, then tells the receivers the real
+    /// Reads a route's queue attributes until it works, then tells its receivers the real
     /// visibility timeout and dead-letter queue.
-    fn learn_attributes(&mut self, queue: SqsQueue, ctx: &mut Context<Self>) {
-        let log = self.log().clone();
+    fn learn_attributes(
+        &mut self,
+        index: usize,
+        queue: SqsQueue,
+        events: Events,
+        ctx: &mut Context<Self>,
+    ) {
+        let log = events.log().clone();
         let learn = async move {
             let mut backoff = Backoff::new(ATTRIBUTES_RETRY_BASE, ATTRIBUTES_RETRY_MAX);
             loop {
                 actix_rt::time::sleep(backoff.next_delay()).await;
                 if let Ok(attributes) = queue.attributes().await {
                     let dead_letter =
-                        Self::dead_letter_queue(&queue, attributes.dead_letter_target, &log).await;
+                        route::dead_letter_queue(&queue, attributes.dead_letter_target, &log).await;
                     return (attributes.visibility_timeout, dead_letter);
                 }
             }
@@ -238,14 +213,17 @@ impl Supervisor {
         ctx.spawn(
             learn
                 .into_actor(self)
-                .map(|(visibility, dead_letter), act, _| {
+                .map(move |(visibility, dead_letter), act, _| {
+                    let Some(route) = &act.routes[index] else {
+                        return;
+                    };
                     // A configured timeout stays what receives ask for.
                     let visibility =
-                        visibility.filter(|_| act.settings.visibility_timeout.is_none());
-                    info!(act.log(), "read the queue's attributes";
+                        visibility.filter(|_| route.settings.visibility_timeout.is_none());
+                    info!(route.events.log(), "read the queue's attributes";
                         "visibility_timeout_s" => visibility.map(|v| v.as_secs()),
                         "dead_letter_queue" => dead_letter.as_ref().map(|d| d.arn.name.clone()));
-                    for r in &act.receivers {
+                    for r in &route.receivers {
                         r.do_send(QueueKnown {
                             visibility,
                             dead_letter: dead_letter.clone(),
@@ -255,130 +233,28 @@ impl Supervisor {
         );
     }
 
-    fn start_children(&mut self, started: Started, ctx: &mut Context<Self>) {
-        let settings = self.settings.clone();
-        let s = &*settings;
-        let queue = started.queue;
-        let queue_url = crate::http::redact(queue.url());
-        if queue.is_confirmed() {
-            info!(self.log(), "queue resolved"; "queue_url" => queue_url, "fifo" => queue.is_fifo(),
-                "visibility_timeout_s" => started.visibility.as_secs(),
-                "dead_letter_queue" => started.dead_letter.as_ref().map(|d| d.arn.name.clone()));
-        } else {
-            info!(self.log(), "queue URL not yet confirmed by SQS; resolved at the first successful receive";
-                "queue_url" => queue_url, "fifo" => queue.is_fifo());
-        }
-        let _ = self.readiness.resolved.set(queue.confirmed_flag());
-        let webhook = Arc::new(s.webhook.clone());
-        let queue_name = s.queue.display_name();
-        let workers = s.workers_per_receiver.max(1);
-        let source = matches!(s.webhook.format, Format::Lambda { .. }).then(|| {
-            lambda::EventSource::from_arn(
-                &started.arn.clone().unwrap_or_else(|| queue.arn_from_url()),
-            )
-        });
-        let (posts, receive_size) = match s.webhook.format {
-            Format::Message => (Posts::single(workers), s.batch_size),
-            // Receives of 10 until a batch is full (SPEC 5.1).
-            Format::Lambda { batch_size, window } => (
-                Posts {
-                    size: batch_size.max(1),
-                    window,
-                    concurrency: workers,
-                    max_bytes: lambda::MAX_PAYLOAD - lambda::EVENT_OVERHEAD,
-                    record_bytes: lambda::record_bytes,
-                    record_overhead: source.as_ref().map_or(0, |s| s.bytes()),
-                },
-                sqs::MAX_BATCH_SIZE,
-            ),
-        };
-        let ledger = LedgerSettings {
-            // A receiver holds at most workers × batch size messages, the batch being gathered
-            // included.
-            slots: workers * posts.size,
-            posts,
-            fifo: queue.is_fifo(),
-            visibility: started.visibility,
-            heartbeat: started.visibility >= Duration::from_secs(1),
-            delivery_bound: s.webhook.request_timeout + DELIVERY_MARGIN,
-            nack: s.nack,
-            min_retry_delay: s.min_retry_delay,
-        };
-        // Unknown attributes: ask for the timeout the heartbeat assumes, so SQS keeps it.
-        let receive_visibility = match (s.visibility_timeout, started.visibility_assumed) {
-            (Some(v), _) => Some(v.as_secs() as u32),
-            (None, true) => Some(DEFAULT_VISIBILITY.as_secs() as u32),
-            (None, false) => None,
-        };
-        if started.attributes_unknown {
-            self.learn_attributes(queue.clone(), ctx);
-        }
+    /// Starts what all routes share, once: the threads, the health checker, the stat line and
+    /// the idle clock.
+    fn start_shared(&mut self, ctx: &mut Context<Self>) {
+        let s = self.settings.clone();
         // Receiver i (with its transmitter) runs on thread i mod CARRIER_THREADS; thread 0 is
         // this one, so the default of 1 adds none.
-        let mut threads = vec![actix_rt::Arbiter::current()];
+        self.threads = vec![actix_rt::Arbiter::current()];
         for _ in 1..s.threads.max(1) {
             let arbiter = actix_rt::Arbiter::new();
-            threads.push(arbiter.handle());
+            self.threads.push(arbiter.handle());
             self.arbiters.push(arbiter);
         }
         // The health checker first: receivers tell it when deliveries fail as if it were down.
         // (Its reports reach this actor after this handler, so every receiver exists by then.)
         if let Some(health) = s.health_check.clone() {
-            let endpoint = s.webhook.endpoint.redacted.clone();
-            let (tls, report_to) = (self.tls.clone(), ctx.address().recipient());
+            let endpoint = s.routes[0].webhook.endpoint.redacted.clone();
+            let tls = self.tls.get(health.tls_insecure_skip_verify);
+            let report_to = ctx.address().recipient();
             let log = self.root_log.new(o!("source" => "health"));
             self.health = Some(actix::Supervisor::start(move |_| {
                 HealthCheckActor::new(health, endpoint, tls, report_to, log)
             }));
-        }
-        let suspect = self.health.as_ref().map(|h| h.clone().recipient());
-        let holders = Holders::default();
-        let peers = Peers::default();
-        for id in 0..s.receivers {
-            let thread = &threads[id % threads.len()];
-            let (webhook, tls, source) = (webhook.clone(), self.tls.clone(), source.clone());
-            let events = self
-                .events
-                .with_log(self.root_log.new(o!("source" => "transmitter")));
-            let max_connections = s.workers_per_receiver;
-            let queue_name = queue_name.clone();
-            let transmitter = actix::Supervisor::start_in_arbiter(thread, move |_| {
-                WebhookTransmitterActor::new(
-                    webhook,
-                    tls,
-                    max_connections,
-                    &queue_name,
-                    source,
-                    events,
-                )
-            });
-            let parts = ReceiverParts {
-                id,
-                queue: queue.clone(),
-                transmitter: transmitter.clone(),
-                batch_size: receive_size,
-                receive_visibility,
-                ledger: Ledger::new(ledger.clone()).shared(id, holders.clone()),
-                dead_letter: started.dead_letter.clone(),
-                suspect: suspect.clone(),
-                peers: peers.clone(),
-                events: self
-                    .events
-                    .with_log(self.root_log.new(o!("source" => "receiver"))),
-            };
-            let receiver =
-                actix::Supervisor::start_in_arbiter(thread, move |_| SqsReceiverActor::new(parts));
-            self.transmitters.push(transmitter);
-            self.receivers.push(receiver);
-        }
-        let _ = peers.set(
-            self.receivers
-                .iter()
-                .map(|r| r.clone().recipient())
-                .collect(),
-        );
-        if self.health.is_none() {
-            self.arrive();
         }
         if let Some(interval) = s.stat_log_interval {
             ctx.run_interval(interval, |act, _| act.log_stats());
@@ -389,7 +265,49 @@ impl Supervisor {
         }
     }
 
-    /// Begin receiving: the webhook is ready (or not health-checked).
+    /// A route's queue is resolved: its actors start, receiving at once if carrier has arrived.
+    fn start_route(&mut self, index: usize, started: Started, ctx: &mut Context<Self>) {
+        let first = self.phase == Phase::Starting;
+        if first {
+            self.phase = Phase::Running;
+            self.start_shared(ctx);
+        }
+        let settings = Arc::new(self.settings.routes[index].clone());
+        let events = self.events.for_route(self.route_name(index));
+        self.readiness
+            .route_resolved(started.queue.confirmed_flag());
+        let root_log = self.route_log(index);
+        let shared = route::Shared {
+            tls: &self.tls,
+            threads: &self.threads,
+            suspect: self.health.as_ref().map(|h| h.clone().recipient()),
+            receivers: self.settings.receivers,
+            workers: self.settings.workers_per_receiver,
+        };
+        let route = Route::start(
+            settings,
+            &started,
+            shared,
+            self.slots.route(index),
+            events.clone(),
+            &root_log,
+        );
+        if started.attributes_unknown {
+            self.learn_attributes(index, started.queue.clone(), events, ctx);
+        }
+        self.receivers.extend(route.receivers.iter().cloned());
+        self.transmitters.extend(route.transmitters.iter().cloned());
+        if self.arrived && !self.paused && !self.held {
+            for r in &route.receivers {
+                r.do_send(Resume);
+            }
+        }
+        self.routes[index] = Some(route);
+        if first && self.health.is_none() {
+            self.arrive();
+        }
+    }
+
     fn arrive(&mut self) {
         self.readiness.online.store(true, Ordering::Relaxed);
         self.reset_idle();
@@ -405,9 +323,10 @@ impl Supervisor {
             return;
         }
         self.arrived = true;
-        info!(self.log(), "carrier has arrived"; "receivers" => self.receivers.len(),
+        info!(self.log(), "carrier has arrived"; "receivers" => self.settings.receivers,
             "workers_per_receiver" => self.settings.workers_per_receiver,
-            "batch_size" => self.settings.batch_size);
+            "batch_size" => self.settings.routes[0].batch_size,
+            "routes" => self.settings.routes.len());
         for r in &self.receivers {
             r.do_send(Resume);
         }
@@ -473,12 +392,16 @@ impl Supervisor {
         match self.phase {
             Phase::Draining => return,
             Phase::Starting => {
-                if let Some(startup) = self.startup.take() {
+                for startup in self.startups.drain(..) {
                     ctx.cancel_future(startup);
                 }
                 return self.finish(reason);
             }
             Phase::Running => self.phase = Phase::Draining,
+        }
+        // Routes still resolving their queue hold nothing: they never start.
+        for startup in self.startups.drain(..) {
+            ctx.cancel_future(startup);
         }
         let timeout = self.settings.shutdown_timeout;
         info!(self.log(), "draining"; "reason" => ?reason,
@@ -544,15 +467,21 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let events = self
-            .events
-            .with_log(self.root_log.new(o!("source" => "sqs")));
-        let startup = Self::startup(self.settings.clone(), events);
-        self.startup = Some(ctx.spawn(startup.into_actor(self).map(|started, act, ctx| {
-            act.startup = None;
-            act.phase = Phase::Running;
-            act.start_children(started, ctx);
-        })));
+        // Each route starts on its own: one whose queue cannot be resolved yet holds none back.
+        for index in 0..self.settings.routes.len() {
+            let settings = Arc::new(self.settings.routes[index].clone());
+            let events = self
+                .events
+                .for_route(self.route_name(index))
+                .with_log(self.route_log(index).new(o!("source" => "sqs")));
+            let startup = Route::startup(settings, events);
+            let handle = ctx.spawn(startup.into_actor(self).map(move |started, act, ctx| {
+                if act.phase != Phase::Draining {
+                    act.start_route(index, started, ctx);
+                }
+            }));
+            self.startups.push(handle);
+        }
         ctx.run_interval(THROTTLE_WINDOW, |act, _| act.events.log_suppressed());
     }
 }
