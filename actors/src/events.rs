@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use slog::{debug, error, info, warn, Logger};
 
-use crate::messages::{Answer, NackReason, Outcome};
-use crate::sqs::SqsError;
+use crate::messages::{Answer, NackReason, Outcome, SqsError};
 use crate::stats::Stats;
 
 /// An actor's (or the SQS wrapper's) handle on events: the shared stats and its own logger.

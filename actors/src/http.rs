@@ -14,7 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS;
+use crate::limits::MAX_VISIBILITY_TIMEOUT_SECS;
 
 /// How long an idle webhook connection is kept for reuse. Shorter than the common server-side
 /// idle timeouts (Node.js closes after 5 s), so carrier does not send a message down a connection

@@ -34,13 +34,12 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use crate::limits::{LeaseId, PostId};
+pub use crate::messages::Incoming;
 use crate::messages::{Delivery, Outcome};
 
-/// A lease's key, unique within one receiver for its lifetime (it survives a restart).
-pub type LeaseId = u64;
-
 /// SQS's 12-hour bound on a message's total invisibility, counted from its receipt.
-const MAX_HOLD: Duration = Duration::from_secs(crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS);
+const MAX_HOLD: Duration = Duration::from_secs(crate::limits::MAX_VISIBILITY_TIMEOUT_SECS);
 /// Slack kept below SQS's 12 hours for clocks and transit.
 const MAX_HOLD_SLACK: Duration = Duration::from_secs(5);
 /// After a FIFO group's failed message is due to reappear, how long the group's held messages
@@ -159,9 +158,6 @@ pub enum Action {
     DeadLetter,
 }
 
-/// One POST's key, unique within one receiver.
-pub type PostId = u64;
-
 /// What the actor must do next.
 #[derive(Debug, Clone)]
 pub enum Step {
@@ -170,13 +166,6 @@ pub enum Step {
     Deliver(PostId, Vec<(LeaseId, Incoming)>),
     /// Run this SQS action; report with [`Ledger::settled`].
     Act(LeaseId, Action),
-}
-
-/// One received message, as the ledger takes it.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub receipt: Arc<str>,
-    pub delivery: Arc<Delivery>,
 }
 
 /// What [`Ledger::admit`] made of one receive.
@@ -1289,7 +1278,7 @@ fn max_visibility_secs(received_at: Instant, now: Instant) -> u32 {
 /// Whole seconds, rounded up (a visibility "not before" must hold), capped at SQS's 12 hours.
 fn ceil_secs(d: Duration) -> u32 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.min(crate::sqs::MAX_VISIBILITY_TIMEOUT_SECS) as u32
+    secs.min(crate::limits::MAX_VISIBILITY_TIMEOUT_SECS) as u32
 }
 
 #[cfg(test)]

@@ -1,33 +1,36 @@
-//! The carrier engine: moves messages from one SQS queue to one HTTP webhook, at least once, as a
+//! The carrier engine: moves messages from SQS queues to HTTP webhooks, at least once, as a
 //! small system of actix actors. It knows nothing of environment variables or process exit codes;
 //! the `carrier` binary turns `CARRIER_*` into [`Settings`] and an [`ExitReason`] into a status.
 //!
-//! # Layout
+//! # Layout, top to bottom (each layer imports only those below it)
 //!
-//! - **`Supervisor`** (`supervisor.rs`) builds the SQS client, resolves the queue (retrying, never
-//!   panicking), reads its visibility timeout and dead-letter queue (when that is refused, it
-//!   retries in the background and sends the receivers `QueueKnown`), then starts the children
-//!   under actix supervision: a crashed child is restarted with its mailbox and state intact. It
-//!   gates receiving on the first healthy check, pauses or drains when the webhook goes offline,
-//!   ends an idle run when asked, and on shutdown drains every receiver before reporting how the
-//!   system ended.
-//! - **`SqsReceiverActor`** (`receiver.rs`, one per `CARRIER_SQS_RECEIVERS`) long-polls for as many
-//!   messages as it has free delivery slots, sends them to its transmitter as `Deliver`s (one
-//!   message each, or in Lambda format batches the ledger gathers), and owns each as a **lease**
-//!   until SQS confirms its last action: Ack → batched delete, Retry → visibility
-//!   change, Nack → the Nack policy, DeadLetter → copy to the DLQ and delete. While a lease is
-//!   held, its visibility is extended (the heartbeat), and should SQS hand it out again it joins
-//!   its lease instead of being delivered twice; on FIFO queues, one message per group at a time.
-//!   The ledger of leases (`lease.rs`) is plain data and logic, tested without a runtime.
+//! - **`Supervisor`** (`supervisor.rs`) starts one **route** per queue (`route.rs`: the queue
+//!   resolved, retrying, never panicking; its visibility timeout and dead-letter queue read, or
+//!   retried in the background; then its receivers and transmitters, under actix supervision: a
+//!   crashed child is restarted with its mailbox and state intact). It owns what the routes
+//!   share: the health check, the delivery slots (`slots.rs` around the plain `scheduler.rs`:
+//!   weighted or strict, SPEC 5.3), the threads, the drain. It gates receiving on the first
+//!   healthy check, pauses or drains when the webhook goes offline, ends an idle run when asked,
+//!   and on shutdown drains every receiver before reporting how the system ended.
+//! - **`SqsReceiverActor`** (`receiver.rs`, `CARRIER_SQS_RECEIVERS` per route) asks the slots
+//!   before each receive, long-polls for as many messages as it may take, sends them to its
+//!   transmitter as `Deliver`s (one message each, or in Lambda format batches the ledger
+//!   gathers), and owns each as a **lease** until SQS confirms its last action: Ack → batched
+//!   delete, Retry → visibility change, Nack → the Nack policy, DeadLetter → copy to the DLQ and
+//!   delete. While a lease is held, its visibility is extended (the heartbeat), and should SQS
+//!   hand it out again it joins its lease instead of being delivered twice; on FIFO queues, one
+//!   message per group at a time. The ledger of leases (`lease.rs`) is plain data and logic,
+//!   tested without a runtime.
 //! - **`WebhookTransmitterActor`** (`transmitter.rs`, one per receiver) makes one POST per
-//!   `Deliver` (one message with headers from its metadata, or a Lambda event; optionally signed:
-//!   `signing.rs`) and answers with an `Outcome` (per record, for a batch). It knows HTTP, not SQS.
+//!   `Deliver` (what `present/` makes of it: one message with headers from its metadata, an SNS
+//!   or EventBridge envelope opened, or a Lambda event; optionally signed: `signing.rs`) and
+//!   answers with an `Outcome` (per record, for a batch). It knows HTTP, not SQS.
 //! - **`HealthCheckActor`** (`health.rs`) GETs the health endpoint and reports online / offline.
-//! - `messages.rs` holds every message type; `sqs.rs` wraps aws-sdk-sqs (batching, per-entry
-//!   results, retries, dead-letter copies); `http.rs` builds the HTTP clients and reads endpoint
-//!   URLs; `events.rs` records every observable event once, into the log and `stats.rs` (the
-//!   metrics); `admin.rs` serves `/healthz`, `/readyz` and `/metrics`; `present/` holds the
-//!   pure formats of what is POSTed (the Lambda SQS event and the reading of its answer, SPEC 5.1).
+//! - `sqs.rs` wraps aws-sdk-sqs (batching, per-entry results, retries, dead-letter copies);
+//!   `http.rs` builds the HTTP clients and reads endpoint URLs; `events.rs` records every
+//!   observable event once, into the log and `stats.rs` (the metrics, by route); `admin.rs`
+//!   serves `/healthz`, `/readyz` and `/metrics`; `messages.rs` holds the data and every message
+//!   type; `limits.rs`, at the bottom, SQS's limits and the ids.
 //!
 //! # Flow of one message
 //!
@@ -48,6 +51,7 @@ mod events;
 mod health;
 pub mod http;
 mod lease;
+mod limits;
 mod messages;
 pub mod present;
 mod receiver;

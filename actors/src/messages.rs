@@ -33,7 +33,7 @@ pub enum AttributeValue {
 
 /// One SQS message on its way to the webhook: what the transmitter needs to build the HTTP request
 /// (and the receiver to dead-letter it). The receipt handle travels beside it, in
-/// [`crate::lease::Incoming`], only where a format shows it (Lambda's event).
+/// [`Incoming`], only where a format shows it (Lambda's event).
 #[derive(Debug, Clone, Default)]
 pub struct Delivery {
     /// SQS `MessageId`: logs, `X-Carrier-Message-Id`, the signature's `webhook-id`.
@@ -90,7 +90,7 @@ impl Delivery {
 #[derive(Message)]
 #[rtype(result = "Answer")]
 pub struct Deliver {
-    pub records: Vec<crate::lease::Incoming>,
+    pub records: Vec<Incoming>,
     /// Turns `true` when the shutdown deadline passes: the request is abandoned at once.
     pub cancel: watch::Receiver<bool>,
 }
@@ -160,7 +160,7 @@ pub enum NackReason {
     /// Lambda format: the function reported this record in `batchItemFailures`.
     ItemFailed,
     /// Lambda format: the function's answer failed the whole batch (SPEC 5.1's rules).
-    Function(crate::present::lambda::BatchFailure),
+    Function(BatchFailure),
 }
 
 impl NackReason {
@@ -211,7 +211,7 @@ impl std::fmt::Display for NackReason {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Settle {
-    pub post: crate::lease::PostId,
+    pub post: crate::limits::PostId,
     pub answer: Answer,
     pub elapsed: Duration,
 }
@@ -284,17 +284,6 @@ pub enum Fault {
 #[rtype(result = "()")]
 pub(crate) struct Inject(pub Fault);
 
-/// The supervisor learned the queue's attributes after start (they could not be read then): the
-/// real visibility timeout for new leases and receives, and the dead-letter queue, if any.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct QueueKnown {
-    /// The queue's own timeout (`None`: still unknown, or `CARRIER_SQS_VISIBILITY_TIMEOUT` is
-    /// set): receives stop asking for one and use the queue's.
-    pub visibility: Option<Duration>,
-    pub dead_letter: Option<Arc<crate::sqs::DeadLetterQueue>>,
-}
-
 /// A message SQS handed to one receiver while another holds it: passed to the holder, which joins
 /// it to its lease (or, its lease done meanwhile, takes it as new).
 #[derive(Message)]
@@ -302,11 +291,51 @@ pub(crate) struct QueueKnown {
 pub(crate) struct Rejoin {
     /// When the receive that brought it was sent.
     pub sent_at: std::time::Instant,
-    pub message: crate::lease::Incoming,
+    pub message: Incoming,
 }
 
 /// The receivers of one carrier, by index, once all are started (for [`Rejoin`]).
 pub(crate) type Peers = Arc<std::sync::OnceLock<Vec<actix::Recipient<Rejoin>>>>;
+
+/// One received message, as the ledger takes it: its receipt handle and the message.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub receipt: Arc<str>,
+    pub delivery: Arc<Delivery>,
+}
+
+/// Why a whole batch failed (logged with the batch's size; never a body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchFailure {
+    #[error("status {0}")]
+    Status(u16),
+    #[error("the answer carries X-Amz-Function-Error")]
+    FunctionErrorHeader,
+    #[error("the answer is over 6 MB")]
+    TooLarge,
+    #[error("the answer ended before its body did (or was empty without a Content-Length)")]
+    Truncated,
+    #[error("the answer is not JSON")]
+    NotJson,
+    #[error("the answer is neither a JSON object nor null")]
+    NotAnObject,
+    #[error("the function reported an error")]
+    FunctionError,
+    #[error("batchItemFailures is malformed or names an item that is not in the batch")]
+    BadItemIdentifier,
+}
+
+/// An error from SQS, already rendered for a log line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed: {detail}")]
+pub struct SqsError {
+    pub operation: &'static str,
+    pub code: Option<String>,
+    pub detail: String,
+    /// SQS said the request itself was wrong (a 4xx other than throttling): retrying the same
+    /// request cannot help.
+    pub sender_fault: bool,
+}
 
 #[cfg(test)]
 mod tests {

@@ -30,8 +30,8 @@ use tokio::task::JoinHandle;
 use crate::events::Events;
 use crate::lease::{Action, Extended, Extension, Incoming, LeaseId, Ledger, PostId, Step, Why};
 use crate::messages::{
-    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Peers, QueueKnown, Rejoin, Resume,
-    Settle, Suspect,
+    Answer, Crash, Deliver, Drain, NackReason, Outcome, Pause, Peers, Rejoin, Resume, Settle,
+    Suspect,
 };
 use crate::scheduler::Grant;
 use crate::slots::{RouteSlots, Wake};
@@ -98,6 +98,17 @@ struct ExtensionsDone {
 struct DeadLettered {
     lease: LeaseId,
     result: Result<(), SqsError>,
+}
+
+/// The supervisor learned the queue's attributes after start (they could not be read then): the
+/// real visibility timeout for new leases and receives, and the dead-letter queue, if any.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct QueueKnown {
+    /// The queue's own timeout (`None`: still unknown, or `CARRIER_SQS_VISIBILITY_TIMEOUT` is
+    /// set): receives stop asking for one and use the queue's.
+    pub visibility: Option<Duration>,
+    pub dead_letter: Option<Arc<DeadLetterQueue>>,
 }
 
 /// What a receiver is built with.
@@ -200,22 +211,23 @@ impl SqsReceiverActor {
         }
     }
 
-    /// Starts a long poll if receiving, none is outstanding, and a slot is free.
-    fn poll(&mut self, ctx: &mut Context<Self>) {
+    /// Starts a long poll if receiving, none is outstanding, a slot of its own is free and the
+    /// scheduler grants one of the shared ones. Whether it asked the scheduler.
+    fn poll(&mut self, ctx: &mut Context<Self>) -> bool {
         let free = self.ledger.free_slots();
         if self.state != State::Running
             || self.poll.is_some()
             || self.backoff_timer.is_some()
             || free == 0
         {
-            return;
+            return false;
         }
         let want = free.min(self.batch_size);
         let grant = self.slots.ask(self.id, want, ctx.address().recipient());
         let max = match grant {
             Grant::Receive(n) | Grant::Probe(n) if n > 0 => n,
             // Woken with `Wake` when this route may ask again.
-            _ => return,
+            _ => return true,
         };
         self.grant = grant;
         let (queue, visibility, me) = (self.queue.clone(), self.receive_visibility, ctx.address());
@@ -224,6 +236,7 @@ impl SqsReceiverActor {
             let result = queue.receive(max, visibility).await;
             me.do_send(Polled(result));
         }));
+        true
     }
 
     /// Polls again after `delay` (no poll starts meanwhile).
@@ -861,9 +874,13 @@ impl Handler<QueueKnown> for SqsReceiverActor {
 impl Handler<Wake> for SqsReceiverActor {
     type Result = ();
 
-    /// The scheduler has slots for this route again.
+    /// The scheduler has slots for this route again. A receiver that will not ask now (paused,
+    /// draining, backing off, polling or full) says so, or its route would keep a turn it
+    /// does not take.
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        self.poll(ctx);
+        if !self.poll(ctx) {
+            self.slots.not_asking(self.id);
+        }
     }
 }
 

@@ -79,8 +79,13 @@ struct Route {
     empty: bool,
     /// A probe of this route is open.
     probing: bool,
-    /// Receivers told to wait and not yet woken (or given up).
-    waiting: usize,
+    /// The last receive brought all it was granted: its queue likely has more. While such a
+    /// route's next receive is open it keeps its turn (see [`Scheduler::first_in_line`]).
+    full: bool,
+    /// Receivers (by id) told to wait and not yet woken.
+    waiting: Vec<usize>,
+    /// Receivers woken that have not asked again yet: the route keeps its turn for them.
+    woken: Vec<usize>,
     /// The stride pass (Weighted): lower goes first.
     pass: u128,
 }
@@ -98,7 +103,7 @@ impl Route {
 
     /// Nothing of this route is open or waiting: it is not competing for slots.
     fn idle(&self) -> bool {
-        self.reserved == 0 && !self.probing && self.waiting == 0
+        self.reserved == 0 && !self.probing && self.waiting.is_empty() && self.woken.is_empty()
     }
 
     /// How far `n` messages advance the pass: their slots divided by the weight.
@@ -149,7 +154,9 @@ impl Scheduler {
                     reserved: 0,
                     empty: false,
                     probing: false,
-                    waiting: 0,
+                    full: false,
+                    waiting: Vec::new(),
+                    woken: Vec::new(),
                     pass: 0,
                 })
                 .collect(),
@@ -157,12 +164,26 @@ impl Scheduler {
         }
     }
 
-    /// A receiver of `route` may receive up to `want` (≥ 1) messages (its own free room, capped
-    /// to one receive). A `Wait` counts the receiver as waiting until `wakeable` names its route
-    /// (or `stop_waiting`). Asking for nothing, or for an unknown route, is a `Wait` that counts
-    /// no one.
+    /// Receiver 0 of `route` asks (tests: most have one receiver per route).
+    #[cfg(test)]
     pub(crate) fn ask(&mut self, route: RouteId, want: usize) -> Grant {
-        if want == 0 || route >= self.routes.len() {
+        self.ask_as(route, 0, want)
+    }
+
+    /// Receiver `receiver` of `route` may receive up to `want` (≥ 1) messages (its own free
+    /// room, capped to one receive). A `Wait` counts it as waiting until `wakeable` names it (or
+    /// `stop_waiting`); a woken receiver keeps its route's turn until it asks again. Asking for
+    /// nothing, or for an unknown route, is a `Wait` that counts no one.
+    pub(crate) fn ask_as(&mut self, route: RouteId, receiver: usize, want: usize) -> Grant {
+        if route >= self.routes.len() {
+            return Grant::Wait;
+        }
+        {
+            let r = &mut self.routes[route];
+            r.waiting.retain(|&w| w != receiver);
+            r.woken.retain(|&w| w != receiver);
+        }
+        if want == 0 {
             return Grant::Wait;
         }
         let grant = self.decide(route, want);
@@ -174,7 +195,7 @@ impl Scheduler {
                 r.pass = r.pass.saturating_add(r.stride(n));
             }
             Grant::Probe(_) => r.probing = true,
-            Grant::Wait => r.waiting = r.waiting.saturating_add(1),
+            Grant::Wait => r.waiting.push(receiver),
         }
         grant
     }
@@ -199,6 +220,11 @@ impl Scheduler {
             Grant::Probe(_) => r.probing = false,
             Grant::Wait => {}
         }
+        r.full = ok
+            && match grant {
+                Grant::Receive(n) | Grant::Probe(n) => got >= n,
+                Grant::Wait => false,
+            };
         if ok && got > 0 {
             if r.empty {
                 // Back from empty: its weight again, but no credit banked while it was away.
@@ -227,19 +253,18 @@ impl Scheduler {
         }
     }
 
-    /// Routes with a waiting receiver that would now be granted something if they asked, chosen
-    /// as `ask` would choose; their waiting receivers are forgotten (the caller wakes them and
-    /// they ask again). Call after every `received` and `released`, and after an `ask` that
-    /// granted something (the next route in line may then have room too). O(routes); no
-    /// allocation when nothing waits.
-    pub(crate) fn wakeable(&mut self) -> Vec<RouteId> {
-        if self.routes.iter().all(|r| r.waiting == 0) {
+    /// The waiting receivers that would now be granted something if they asked, chosen as `ask`
+    /// would choose; they count as woken until they ask again (the caller wakes them). Call
+    /// after every `received` and `released`, and after an `ask` that granted something (the
+    /// next route in line may then have room too). O(routes); no allocation when nothing waits.
+    pub(crate) fn wakeable(&mut self) -> Vec<(RouteId, usize)> {
+        if self.routes.iter().all(|r| r.waiting.is_empty()) {
             return Vec::new();
         }
         let total = self.occupied();
         let (receiver, probers) = if self.routes.len() == 1 {
             let only = &self.routes[0];
-            let receiver = (only.waiting > 0 && only.room(self.slots, total) > 0).then_some(0);
+            let receiver = (only.room(self.slots, total) > 0).then_some(0);
             (receiver, 0)
         } else {
             match self.policy {
@@ -248,7 +273,7 @@ impl Scheduler {
                     let first = self.first_not_empty();
                     let receiver = first.filter(|&f| {
                         let r = &self.routes[f];
-                        r.waiting > 0 && r.room(self.slots, total) > 0
+                        r.woken.is_empty() && r.room(self.slots, total) > 0
                     });
                     (receiver, first.unwrap_or(self.routes.len()))
                 }
@@ -256,23 +281,31 @@ impl Scheduler {
         };
         let mut woken = Vec::new();
         for (id, r) in self.routes.iter_mut().enumerate() {
-            let probes = id < probers && r.empty && !r.probing;
-            if r.waiting > 0 && (receiver == Some(id) || probes) {
-                r.waiting = 0;
-                woken.push(id);
+            let probes = id < probers && r.empty && !r.probing && r.woken.is_empty();
+            if !r.waiting.is_empty() && (receiver == Some(id) || probes) {
+                woken.extend(r.waiting.iter().map(|&w| (id, w)));
+                let waiting = std::mem::take(&mut r.waiting);
+                r.woken.extend(waiting);
             }
         }
         woken
     }
 
-    /// A receiver of `route` that was told to wait gave up waiting (e.g. paused or draining):
-    /// it no longer counts as waiting. Safe to call when none waits. Optional: a receiver that
-    /// gave up without it only makes `wakeable` name its route once more (its `Wake` is
-    /// harmless), so the wiring does without it for now (drop the `cfg` to use it).
+    /// `wakeable`, by route (tests).
     #[cfg(test)]
-    pub(crate) fn stop_waiting(&mut self, route: RouteId) {
+    pub(crate) fn wakeable_routes(&mut self) -> Vec<RouteId> {
+        let mut routes: Vec<RouteId> = self.wakeable().into_iter().map(|(r, _)| r).collect();
+        routes.dedup();
+        routes
+    }
+
+    /// Receiver `receiver` of `route` was told to wait, or woken, and will not ask now (paused,
+    /// draining, its own slots full): it no longer holds its route's turn. Safe to call when
+    /// it neither waits nor was woken.
+    pub(crate) fn stop_waiting(&mut self, route: RouteId, receiver: usize) {
         if let Some(r) = self.routes.get_mut(route) {
-            r.waiting = r.waiting.saturating_sub(1);
+            r.waiting.retain(|&w| w != receiver);
+            r.woken.retain(|&w| w != receiver);
         }
     }
 
@@ -339,14 +372,20 @@ impl Scheduler {
         }
     }
 
-    /// Weighted: the route to receive next among `asking` and the waiting routes, of those that
-    /// are not empty and have room: the lowest pass, then the lowest route.
+    /// Weighted: the route to receive next among `asking`, the waiting routes and the routes
+    /// whose receive is open after one that came back full (a receiver has one receive open at a
+    /// time: without this, every slot freed while a busy route's receive is out would go to the
+    /// others whatever their weights), of those that are not empty and have room: the lowest
+    /// pass, then the lowest route. When that is a route still receiving, nobody is granted: the
+    /// slot waits one receive for it.
     fn first_in_line(&self, asking: Option<RouteId>, total: usize) -> Option<RouteId> {
         self.routes
             .iter()
             .enumerate()
             .filter(|&(id, r)| {
-                (asking == Some(id) || r.waiting > 0) && !r.empty && r.room(self.slots, total) > 0
+                let receiving = r.reserved > 0 && r.full;
+                let turn = !r.waiting.is_empty() || !r.woken.is_empty() || receiving;
+                (asking == Some(id) || turn) && !r.empty && r.room(self.slots, total) > 0
             })
             .min_by_key(|&(id, r)| r.key(id))
             .map(|(id, _)| id)
@@ -448,7 +487,7 @@ mod tests {
         /// Wakes whoever `wakeable` names, until it names no one.
         fn settle(&mut self) {
             for _ in 0..1000 {
-                let woken = self.s.wakeable();
+                let woken = self.s.wakeable_routes();
                 if woken.is_empty() {
                     return;
                 }
@@ -513,9 +552,9 @@ mod tests {
         assert_eq!(take(&mut s, 0, 3), Grant::Receive(3));
         assert_eq!(take(&mut s, 0, 3), Grant::Receive(1));
         assert_eq!(s.ask(0, 3), Grant::Wait);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new());
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new());
         s.released(0, 2);
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
         assert_eq!(s.ask(0, 10), Grant::Receive(2));
 
         // Lambda batches: capacity is slots × batch size, whatever the policy.
@@ -583,11 +622,11 @@ mod tests {
         assert_eq!(s.ask(0, 10), Grant::Wait);
         assert_eq!(s.ask(1, 10), Grant::Wait);
         s.released(1, 1);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new(), "still full");
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new(), "still full");
         s.released(1, 1);
         // One slot free: the route first in line (the probe's message cost route 0 one slot's
         // pass, route 1 has had two).
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
         assert_eq!(s.ask(0, 10), Grant::Receive(1));
     }
 
@@ -597,10 +636,10 @@ mod tests {
         back(&mut s, 0, Grant::Receive(0), 0, true);
         assert_eq!(s.ask(0, 10), Grant::Probe(1));
         assert_eq!(s.ask(0, 10), Grant::Wait);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new());
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new());
         // The probe comes back empty: the waiting receiver may probe next.
         back(&mut s, 0, Grant::Probe(1), 0, true);
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
         assert_eq!(s.ask(0, 10), Grant::Probe(1));
         assert_eq!(s.ask(0, 10), Grant::Wait);
     }
@@ -648,7 +687,7 @@ mod tests {
             assert_eq!(s.ask(0, 1), Grant::Wait);
             assert_eq!(s.ask(1, 1), Grant::Wait);
             s.released(if s.held(0) >= s.held(1) { 0 } else { 1 }, 1);
-            let woken = s.wakeable();
+            let woken = s.wakeable_routes();
             assert_eq!(woken.len(), 1, "{woken:?}");
             assert_eq!(take(&mut s, woken[0], 1), Grant::Receive(1));
             wins[woken[0]] += 1;
@@ -664,8 +703,26 @@ mod tests {
         s.released(0, 1);
         // Route 1 waits with the lower pass: another receiver of route 0 must not jump it.
         assert_eq!(s.ask(0, 1), Grant::Wait);
-        assert_eq!(s.wakeable(), vec![1]);
+        assert_eq!(s.wakeable_routes(), vec![1]);
         assert_eq!(s.ask(1, 1), Grant::Receive(1));
+    }
+
+    #[test]
+    fn a_route_whose_full_receive_is_out_keeps_its_turn() {
+        let mut s = Scheduler::new(Policy::Weighted, 2, &[share(3, 1), share(1, 1)]);
+        assert_eq!(take(&mut s, 0, 1), Grant::Receive(1)); // pass 1/3, came back full
+        assert_eq!(take(&mut s, 1, 1), Grant::Receive(1)); // pass 1
+        s.released(0, 1);
+        let open = s.ask(0, 1); // pass 2/3, its receive out
+        assert_eq!(open, Grant::Receive(1));
+        s.released(1, 1);
+        // A slot is free, but route 0 is first in line and about to ask again: it waits for it
+        // (without the rule, every slot freed while route 0 receives would go to route 1).
+        assert_eq!(s.ask(1, 1), Grant::Wait);
+        assert!(s.wakeable_routes().is_empty());
+        // Once route 0's receive is back, route 1 is named (route 0 asks again on its own).
+        back(&mut s, 0, open, 1, true);
+        assert_eq!(s.wakeable_routes(), [1]);
     }
 
     #[test]
@@ -677,12 +734,12 @@ mod tests {
         assert_eq!(s.ask(1, 1), Grant::Wait);
         s.released(1, 1);
         // Route 0 (pass 0, raised to the last grant's 0) against route 1 (pass 1): route 0.
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
         assert_eq!(take(&mut s, 0, 1), Grant::Receive(1));
         assert_eq!(s.ask(0, 1), Grant::Wait);
         s.released(0, 1);
         // Both at pass 1 now: the lower route.
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
     }
 
     #[test]
@@ -693,11 +750,11 @@ mod tests {
         assert_eq!(s.ask(0, 2), Grant::Receive(2));
         back(&mut s, 0, Grant::Receive(2), 2, true);
         assert_eq!(s.ask(1, 10), Grant::Wait);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new());
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new());
         // Route 0 comes back empty: route 1 is woken and granted.
         assert_eq!(s.ask(0, 6), Grant::Receive(6));
         back(&mut s, 0, Grant::Receive(6), 0, true);
-        assert_eq!(s.wakeable(), vec![1]);
+        assert_eq!(s.wakeable_routes(), vec![1]);
         assert_eq!(s.ask(1, 10), Grant::Receive(6));
         // Route 0 still probes; when its probe brings a message, route 1 waits again.
         assert_eq!(s.ask(0, 10), Grant::Probe(1));
@@ -718,11 +775,11 @@ mod tests {
         assert_eq!(s.ask(2, 10), Grant::Wait);
         assert_eq!(s.ask(0, 10), Grant::Probe(1));
         assert_eq!(take(&mut s, 1, 3), Grant::Receive(3));
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new());
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new());
         // Route 1 runs dry too: route 2 may probe.
         assert_eq!(s.ask(1, 10), Grant::Receive(5));
         back(&mut s, 1, Grant::Receive(5), 0, true);
-        assert_eq!(s.wakeable(), vec![2]);
+        assert_eq!(s.wakeable_routes(), vec![2]);
         assert_eq!(s.ask(2, 10), Grant::Probe(1));
     }
 
@@ -732,7 +789,7 @@ mod tests {
         assert_eq!(s.ask(0, 4), Grant::Receive(4));
         assert_eq!(s.ask(1, 4), Grant::Wait);
         back(&mut s, 0, Grant::Receive(4), 0, false);
-        assert_eq!(s.wakeable(), vec![1]);
+        assert_eq!(s.wakeable_routes(), vec![1]);
         assert_eq!(s.ask(1, 4), Grant::Receive(4));
 
         let mut s = Scheduler::new(Policy::Weighted, 8, &[share(1, 1), share(1, 1)]);
@@ -749,7 +806,7 @@ mod tests {
         assert_eq!(s.ask(1, 8), Grant::Wait);
         back(&mut s, 0, Grant::Receive(8), 3, true);
         assert_eq!((s.held(0), s.occupied()), (3, 3));
-        assert_eq!(s.wakeable(), vec![1]);
+        assert_eq!(s.wakeable_routes(), vec![1]);
         assert_eq!(s.ask(1, 8), Grant::Receive(5));
 
         // Lambda slots: 25 messages of batches of 10 occupy 3 slots; the partial one is still
@@ -775,7 +832,7 @@ mod tests {
         assert_eq!(s.ask(1, 1), Grant::Wait);
         s.released(1, 1);
         // Route 0 paid for the 1 message it got, not the 8 it was granted; route 1 for 2.
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
     }
 
     #[test]
@@ -794,7 +851,7 @@ mod tests {
         s.released(0, usize::MAX);
         s.released(1, usize::MAX);
         assert_eq!(s.occupied(), 0);
-        assert_eq!(s.wakeable(), vec![0]);
+        assert_eq!(s.wakeable_routes(), vec![0]);
         // A message handed over by a peer is held, over the room if need be.
         assert_eq!(take(&mut s, 0, 2), Grant::Receive(2));
         s.admitted(0, 1);
@@ -808,32 +865,38 @@ mod tests {
         assert_eq!(take(&mut s, 0, 2), Grant::Receive(2));
         assert_eq!(s.ask(1, 1), Grant::Wait);
         assert_eq!(s.ask(0, 1), Grant::Wait);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new(), "no room");
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new(), "no room");
         s.released(0, 1);
         // Route 1 has the lower pass.
-        assert_eq!(s.wakeable(), vec![1]);
+        assert_eq!(s.wakeable_routes(), vec![1]);
         assert_eq!(take(&mut s, 1, 1), Grant::Receive(1));
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new(), "no room");
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new(), "no room");
         s.released(0, 1);
-        assert_eq!(s.wakeable(), vec![0]);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new(), "mark cleared");
+        assert_eq!(s.wakeable_routes(), vec![0]);
+        assert_eq!(s.wakeable_routes(), Vec::<RouteId>::new(), "mark cleared");
     }
 
     #[test]
     fn stop_waiting_forgets_one_waiting_receiver() {
         let mut s = Scheduler::new(Policy::Weighted, 1, &[share(1, 1), share(1, 1)]);
         assert_eq!(take(&mut s, 0, 1), Grant::Receive(1));
-        assert_eq!(s.ask(1, 1), Grant::Wait);
-        assert_eq!(s.ask(1, 1), Grant::Wait);
-        s.stop_waiting(1);
+        assert_eq!(s.ask_as(1, 0, 1), Grant::Wait);
+        assert_eq!(s.ask_as(1, 1, 1), Grant::Wait);
+        assert_eq!(s.ask_as(1, 1, 1), Grant::Wait, "asking again counts once");
+        s.stop_waiting(1, 0);
         s.released(0, 1);
-        assert_eq!(s.wakeable(), vec![1], "one receiver still waits");
-        assert_eq!(take(&mut s, 1, 1), Grant::Receive(1));
-        assert_eq!(s.ask(1, 1), Grant::Wait);
-        s.stop_waiting(1);
-        s.stop_waiting(1);
-        s.released(1, 1);
-        assert_eq!(s.wakeable(), Vec::<RouteId>::new());
+        assert_eq!(s.wakeable(), [(1, 1)], "receiver 1 still waits");
+        // Woken, it keeps route 1's turn until it asks or gives up.
+        assert_eq!(
+            s.ask_as(0, 0, 1),
+            Grant::Wait,
+            "route 0 waits behind the woken one"
+        );
+        s.stop_waiting(1, 1);
+        assert_eq!(s.wakeable(), [(0, 0)]);
+        assert_eq!(s.ask_as(0, 0, 1), Grant::Receive(1));
+        s.stop_waiting(1, 5);
+        s.stop_waiting(9, 0);
     }
 
     #[test]
@@ -844,10 +907,10 @@ mod tests {
         back(&mut s, 7, Grant::Receive(1), 1, true);
         s.released(7, 1);
         s.admitted(7, 1);
-        s.stop_waiting(7);
+        s.stop_waiting(7, 0);
         assert_eq!(s.held(7), 0);
         assert_eq!(
-            s.wakeable(),
+            s.wakeable_routes(),
             Vec::<RouteId>::new(),
             "a zero want waits for nothing"
         );
@@ -856,7 +919,7 @@ mod tests {
 
         let mut none = Scheduler::new(Policy::Weighted, 4, &[]);
         assert_eq!(none.ask(0, 1), Grant::Wait);
-        assert_eq!((none.occupied(), none.wakeable()), (0, vec![]));
+        assert_eq!((none.occupied(), none.wakeable_routes()), (0, vec![]));
     }
 
     #[test]
@@ -896,7 +959,7 @@ mod tests {
                         held[route] -= n;
                     }
                 }
-                s.wakeable();
+                s.wakeable_routes();
             }
             for (route, grant) in open.drain(..) {
                 back(&mut s, route, grant, 0, true);

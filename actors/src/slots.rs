@@ -17,13 +17,13 @@ use crate::scheduler::{Grant, Policy, RouteId, Scheduler, Share};
 #[rtype(result = "()")]
 pub(crate) struct Wake;
 
-/// The receivers of one route waiting for a grant, by receiver id.
-type Waiting = Vec<(usize, Recipient<Wake>)>;
+/// Each route's receivers, by id, as they asked: how to wake them.
+type Receivers = Vec<Vec<Option<Recipient<Wake>>>>;
 
-/// The shared state: the scheduler, and per route the receivers waiting.
+/// The shared state: the scheduler, and how to wake each receiver.
 struct Shared {
     scheduler: Mutex<Scheduler>,
-    waiting: Mutex<Vec<Waiting>>,
+    receivers: Mutex<Receivers>,
 }
 
 /// The slots of every route.
@@ -35,7 +35,7 @@ impl Slots {
     pub fn new(policy: Policy, slots: usize, routes: &[Share]) -> Slots {
         Slots(Arc::new(Shared {
             scheduler: Mutex::new(Scheduler::new(policy, slots.max(1), routes)),
-            waiting: Mutex::new(vec![Vec::new(); routes.len()]),
+            receivers: Mutex::new(vec![Vec::new(); routes.len()]),
         }))
     }
 
@@ -68,23 +68,32 @@ impl RouteSlots {
     /// May receiver `id` receive up to `want` messages now? On [`Grant::Wait`] it is woken with
     /// [`Wake`] when its route may ask again.
     pub fn ask(&self, id: usize, want: usize, me: Recipient<Wake>) -> Grant {
-        let grant = self.scheduler().ask(self.route, want);
-        if let Grant::Receive(_) = grant {
+        let grant = self.scheduler().ask_as(self.route, id, want);
+        match grant {
             // What this grant left may be room for the next route in line.
-            self.wake();
-        }
-        if grant == Grant::Wait {
-            let mut waiting = self
-                .shared
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let list = &mut waiting[self.route];
-            if !list.iter().any(|(w, _)| *w == id) {
-                list.push((id, me));
+            Grant::Receive(_) => self.wake(),
+            Grant::Wait => {
+                let mut receivers = self
+                    .shared
+                    .receivers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let list = &mut receivers[self.route];
+                if list.len() <= id {
+                    list.resize(id + 1, None);
+                }
+                list[id].get_or_insert(me);
             }
+            Grant::Probe(_) => {}
         }
         grant
+    }
+
+    /// Receiver `id` was woken (or told to wait) but will not ask now: its route's turn is not
+    /// kept for it.
+    pub fn not_asking(&self, id: usize) {
+        self.scheduler().stop_waiting(self.route, id);
+        self.wake();
     }
 
     /// A receive came back with `got` messages (`ok`: the call succeeded). Call it after those
@@ -113,27 +122,21 @@ impl RouteSlots {
         }
     }
 
-    /// Wakes the waiting receivers of every route the scheduler names.
+    /// Wakes the receivers the scheduler names.
     fn wake(&self) {
-        let routes = self.scheduler().wakeable();
-        if routes.is_empty() {
+        let woken = self.scheduler().wakeable();
+        if woken.is_empty() {
             return;
         }
-        let mut woken: Vec<Recipient<Wake>> = Vec::new();
-        {
-            let mut waiting = self
-                .shared
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for r in routes {
-                if let Some(list) = waiting.get_mut(r) {
-                    woken.extend(list.drain(..).map(|(_, w)| w));
-                }
+        let receivers = self
+            .shared
+            .receivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (route, id) in woken {
+            if let Some(Some(r)) = receivers.get(route).and_then(|list| list.get(id)) {
+                r.do_send(Wake);
             }
-        }
-        for w in woken {
-            w.do_send(Wake);
         }
     }
 }

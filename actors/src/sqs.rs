@@ -34,17 +34,12 @@ use aws_sdk_sqs::types::{
 use slog::warn;
 
 use crate::events::Events;
-use crate::lease::Incoming;
-use crate::messages::{Attribute, AttributeValue, Delivery};
+use crate::messages::{Attribute, AttributeValue, Delivery, Incoming};
 
-/// SQS accepts at most 10 messages per ReceiveMessage and 10 entries per batch call.
-pub const MAX_BATCH_SIZE: usize = 10;
-/// SQS's longest visibility timeout, and the 12-hour bound on a message's total invisibility.
-pub const MAX_VISIBILITY_TIMEOUT_SECS: u64 = 43_200;
-/// SQS's longest long-poll wait.
-pub const MAX_WAIT_TIME_SECS: i32 = 20;
-/// The message attribute that carries the webhook Content-Type (Go carrier parity).
-pub const CONTENT_TYPE_ATTRIBUTE: &str = "Body.ContentType";
+pub use crate::limits::{
+    CONTENT_TYPE_ATTRIBUTE, MAX_BATCH_SIZE, MAX_VISIBILITY_TIMEOUT_SECS, MAX_WAIT_TIME_SECS,
+};
+pub use crate::messages::SqsError;
 /// How often one settling action (delete / visibility change) is tried before it is given up on.
 /// Giving up loses nothing: the message reappears when its visibility timeout ends.
 const ACTION_ATTEMPTS: u32 = 4;
@@ -235,18 +230,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
-}
-
-/// An error from SQS, already rendered for a log line.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation} failed: {detail}")]
-pub struct SqsError {
-    pub operation: &'static str,
-    pub code: Option<String>,
-    pub detail: String,
-    /// SQS said the request itself was wrong (a 4xx other than throttling): retrying the same
-    /// request cannot help.
-    pub sender_fault: bool,
 }
 
 impl SqsError {

@@ -15,10 +15,8 @@ use tokio::sync::oneshot;
 use crate::events::Events;
 use crate::health::{HealthCheckActor, OfflineAction};
 use crate::http::TlsConfigs;
-use crate::messages::{
-    Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, QueueKnown, Resume, Shutdown,
-};
-use crate::receiver::SqsReceiverActor;
+use crate::messages::{Crash, Drain, Fault, HealthReport, Inject, Pause, Ping, Resume, Shutdown};
+use crate::receiver::{QueueKnown, SqsReceiverActor};
 use crate::route::{self, Route, Started};
 use crate::slots::Slots;
 use crate::sqs::{Backoff, SqsQueue};

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::events::Events;
 use crate::http::{self, Endpoint, RedirectRefused};
-use crate::lease::Incoming;
+use crate::messages::Incoming;
 use crate::messages::{Answer, Crash, Deliver, Delivery, NackReason, Outcome};
 pub use crate::present::HeaderStyle;
 use crate::present::{lambda, Format, Presenter, Request, Skip, Unwrap};

@@ -723,6 +723,29 @@ impl CarrierProcess {
         ]
     }
 
+    /// [`CarrierProcess::start`] with owned names (route variables are built at run time).
+    pub fn start_owned(env: &[(String, String)]) -> CarrierProcess {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        Self::start(&env)
+    }
+
+    /// `CARRIER_ROUTE_<NAME>_…` for a route reading `queue` and POSTing to the sink's path
+    /// `/{name}` (so the sink tells the routes apart).
+    pub fn route_env(name: &str, queue: &TestQueue, sink: &Sink) -> Vec<(String, String)> {
+        let upper = name.to_ascii_uppercase();
+        let base = sink.url.trim_end_matches("/events");
+        vec![
+            (
+                format!("CARRIER_ROUTE_{upper}_SQS_QUEUE_NAME"),
+                queue.name.clone(),
+            ),
+            (
+                format!("CARRIER_ROUTE_{upper}_WEBHOOK_ENDPOINT"),
+                format!("{base}/{name}"),
+            ),
+        ]
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }

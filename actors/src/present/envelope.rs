@@ -74,7 +74,7 @@ impl SnsNotification<'_> {
     pub fn content_type(&self) -> Option<&str> {
         self.attributes
             .iter()
-            .find(|a| a.name == crate::sqs::CONTENT_TYPE_ATTRIBUTE && a.kind == "String")
+            .find(|a| a.name == crate::limits::CONTENT_TYPE_ATTRIBUTE && a.kind == "String")
             .map(|a| &*a.value)
     }
 }

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use serde_json::Value;
 
+pub use crate::messages::BatchFailure;
 use crate::messages::{AttributeValue, Delivery};
 
 /// Lambda's limit on an invocation's payload, and so on an event and on an answer read.
@@ -202,27 +203,6 @@ pub enum BatchAnswer {
     Failed(BatchFailure),
     /// `429`/`503` with a usable `Retry-After`: every record comes back not before then.
     Retry(SystemTime),
-}
-
-/// Why a whole batch failed (logged with the batch's size; never a body).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BatchFailure {
-    #[error("status {0}")]
-    Status(u16),
-    #[error("the answer carries X-Amz-Function-Error")]
-    FunctionErrorHeader,
-    #[error("the answer is over 6 MB")]
-    TooLarge,
-    #[error("the answer ended before its body did (or was empty without a Content-Length)")]
-    Truncated,
-    #[error("the answer is not JSON")]
-    NotJson,
-    #[error("the answer is neither a JSON object nor null")]
-    NotAnObject,
-    #[error("the function reported an error")]
-    FunctionError,
-    #[error("batchItemFailures is malformed or names an item that is not in the batch")]
-    BadItemIdentifier,
 }
 
 /// The parts of an answer [`read_answer`] reads.

@@ -102,7 +102,7 @@ fn headers(p: &Presenter, d: &Delivery, opened: &Opened, out: &mut Request) {
             .content_type()
             .and_then(|ct| message_value("Content-Type", ct, out)),
         Opened::Unchanged => d
-            .text_attribute(crate::sqs::CONTENT_TYPE_ATTRIBUTE)
+            .text_attribute(crate::limits::CONTENT_TYPE_ATTRIBUTE)
             .and_then(|ct| message_value("Content-Type", ct, out)),
     }
     .or_else(|| p.default_content_type.clone());
@@ -325,8 +325,8 @@ fn iso8601_from_epoch_ms(ms: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Incoming;
     use crate::messages::Attribute;
+    use crate::messages::Incoming;
     use crate::present::{Format, Unwrap};
     use std::sync::Arc;
 

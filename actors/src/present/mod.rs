@@ -15,7 +15,7 @@ use std::time::Duration;
 use awc::http::header::{self, HeaderName, HeaderValue};
 use bytes::Bytes;
 
-use crate::lease::Incoming;
+use crate::messages::Incoming;
 
 pub mod envelope;
 pub mod lambda;
