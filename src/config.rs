@@ -1688,6 +1688,39 @@ mod tests {
     }
 
     #[test]
+    fn the_manifests_configurations_are_valid_and_quiet() {
+        for (file, text) in [
+            ("base", include_str!("../manifests/base/carrier.env")),
+            (
+                "lambda",
+                include_str!("../manifests/overlays/lambda/carrier.env"),
+            ),
+            (
+                "routes",
+                include_str!("../manifests/overlays/routes/carrier.env"),
+            ),
+        ] {
+            let env: std::collections::HashMap<String, String> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .collect();
+            let c = Config::from_map(&env).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(
+                c.unknown_variables.is_empty(),
+                "{file}: {:?}",
+                c.unknown_variables
+            );
+            assert!(c.warnings.is_empty(), "{file}: {:?}", c.warnings);
+            if file == "routes" {
+                let weights: Vec<u32> = c.settings.routes.iter().map(|r| r.weight).collect();
+                assert_eq!(weights, [3, 1]);
+            }
+        }
+    }
+
+    #[test]
     fn the_readme_documents_every_variable_with_its_default() {
         let readme = include_str!("../README.md");
         for v in VARIABLES {
