@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::fake_sqs::{FakeSqs, QueueConfig};
-use support::{free_port, http_get, parse_metrics, CarrierProcess, Reply, Sink, TestQueue};
+use support::{admin_get, free_port, parse_metrics, CarrierProcess, Reply, Sink, TestQueue};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -15,15 +15,6 @@ fn with_admin(queue: &TestQueue, sink: &Sink, port: u16) -> Vec<(&'static str, S
     let mut env = CarrierProcess::env_for(queue, sink);
     env.push(("CARRIER_ADMIN_ADDR", format!("127.0.0.1:{port}")));
     env
-}
-
-/// GET until the admin endpoint answers (it binds before the queue is resolved, so this is quick).
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || http_get(port, &path))
-        .await
-        .unwrap()
-        .expect("admin endpoint answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +42,7 @@ async fn metrics_count_exactly_what_the_test_sent() {
     // it, a moment later. There is no event for that outside the process: poll, bounded.
     let deadline = Instant::now() + T;
     let m = loop {
-        let (status, text) = get(port, "/metrics").await;
+        let (status, text) = admin_get(port, "/metrics").await;
         assert_eq!(status, 200);
         let m = parse_metrics(&text);
         if m.get("carrier_messages_in_flight{route=\"default\"}") == Some(&0.0) {
@@ -111,19 +102,23 @@ async fn readyz_turns_false_the_moment_a_drain_begins_while_healthz_stays_up() {
     let port = free_port();
     let mut carrier = CarrierProcess::start(&with_admin(&queue, &sink, port));
     carrier.wait_log("admin endpoints listening", T).await;
-    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(admin_get(port, "/healthz").await.0, 200);
     sink.wait_requests(1, T).await;
     assert_eq!(
-        get(port, "/readyz").await.0,
+        admin_get(port, "/readyz").await.0,
         200,
         "resolved, online, receiving"
     );
 
     carrier.signal("TERM");
     carrier.wait_log("draining", T).await;
-    let (status, body) = get(port, "/readyz").await;
+    let (status, body) = admin_get(port, "/readyz").await;
     assert_eq!((status, body.trim()), (503, "not ready"));
-    assert_eq!(get(port, "/healthz").await.0, 200, "alive while draining");
+    assert_eq!(
+        admin_get(port, "/healthz").await.0,
+        200,
+        "alive while draining"
+    );
     assert_eq!(carrier.wait_exit(T).await.code(), Some(0));
     assert_eq!(sink.answered(), ["slow"]);
 }
@@ -146,11 +141,11 @@ async fn readyz_waits_for_the_webhook_to_come_online() {
         (s.health_checks() >= 2).then_some(())
     })
     .await;
-    assert_eq!(get(port, "/readyz").await.0, 503);
-    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(admin_get(port, "/readyz").await.0, 503);
+    assert_eq!(admin_get(port, "/healthz").await.0, 200);
     sink.set_health(200);
     carrier.wait_log("carrier has arrived", T).await;
-    assert_eq!(get(port, "/readyz").await.0, 200);
+    assert_eq!(admin_get(port, "/readyz").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +254,7 @@ async fn a_stalled_log_reader_never_stalls_delivery_or_shutdown() {
         (s.counts("logged").deleted == 3000).then_some(())
     })
     .await;
-    let (_, text) = get(port, "/metrics").await;
+    let (_, text) = admin_get(port, "/metrics").await;
     let dropped = parse_metrics(&text)["carrier_log_lines_dropped_total"];
     assert!(dropped > 0.0, "lines were dropped, not waited for");
     let signalled = Instant::now();
@@ -296,7 +291,7 @@ async fn healthz_answers_within_a_second_while_100_idle_or_half_sent_connections
     let port = free_port();
     let carrier = CarrierProcess::start(&with_admin(&queue, &sink, port));
     carrier.wait_log("admin endpoints listening", T).await;
-    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(admin_get(port, "/healthz").await.0, 200);
 
     let mut held = Vec::new();
     for i in 0..100 {

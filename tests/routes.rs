@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::{
-    free_port, http_get, moto, parse_metrics, CarrierProcess, Reply, Request, Sink, TestQueue,
+    admin_get, free_port, moto, parse_metrics, CarrierProcess, Reply, Request, Sink, TestQueue,
 };
 
 const T: Duration = Duration::from_secs(30);
@@ -26,14 +26,6 @@ fn on(requests: &[Request], path: &str) -> Vec<Request> {
         .filter(|r| r.path == path)
         .cloned()
         .collect()
-}
-
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || http_get(port, &path))
-        .await
-        .unwrap()
-        .expect("admin endpoint answers")
 }
 
 /// An SNS notification as SNS writes it to a subscribed queue without raw delivery.
@@ -146,9 +138,9 @@ async fn each_queue_reaches_only_its_route_s_endpoint_with_its_route_s_settings(
         got_orders.len() + got_events.len() + got_batch.len()
     );
     // Ready: every route's queue is resolved.
-    assert_eq!(get(port, "/readyz").await.0, 200);
+    assert_eq!(admin_get(port, "/readyz").await.0, 200);
     // Every route's metrics carry its label.
-    let m = parse_metrics(&get(port, "/metrics").await.1);
+    let m = parse_metrics(&admin_get(port, "/metrics").await.1);
     assert_eq!(m["carrier_messages_received_total{route=\"orders\"}"], 5.0);
     assert_eq!(m["carrier_messages_received_total{route=\"events\"}"], 5.0);
     assert_eq!(m["carrier_messages_received_total{route=\"batch\"}"], 5.0);
@@ -486,7 +478,7 @@ async fn a_route_whose_queue_is_deleted_backs_off_without_slowing_the_others() {
         .logs_with("failed to receive messages")
         .iter()
         .all(|l| l["route"] == "gone"));
-    let m = parse_metrics(&get(port, "/metrics").await.1);
+    let m = parse_metrics(&admin_get(port, "/metrics").await.1);
     assert!(m["carrier_sqs_errors_total{operation=\"ReceiveMessage\",route=\"gone\"}"] >= 3.0);
     assert!(m
         .get("carrier_sqs_errors_total{operation=\"ReceiveMessage\",route=\"kept\"}")
@@ -520,7 +512,7 @@ async fn readyz_waits_for_every_route_s_queue_and_the_others_work_meanwhile() {
         )
         .await;
     assert_eq!(
-        get(port, "/readyz").await.0,
+        admin_get(port, "/readyz").await.0,
         503,
         "one route's queue is not resolved"
     );

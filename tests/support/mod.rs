@@ -883,6 +883,16 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
 
 /// Samples of a Prometheus/OpenMetrics text, parsed by the independent `prometheus_client` Python
 /// package: `name{label="v",...}` (labels sorted) → value.
+/// GET an admin endpoint from async code (it binds before the queue is resolved, so this is
+/// quick): status and body.
+pub async fn admin_get(port: u16, path: &str) -> (u16, String) {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || http_get(port, &path))
+        .await
+        .unwrap()
+        .expect("admin endpoint answers")
+}
+
 pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
     let out = python_checker("parse_metrics.py", text.as_bytes());
     serde_json::from_slice(&out).expect("JSON from parse_metrics.py")
