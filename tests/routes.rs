@@ -517,3 +517,56 @@ async fn readyz_waits_for_every_route_s_queue_and_the_others_work_meanwhile() {
         "one route's queue is not resolved"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_for_one_route_s_failing_deliveries_holds_every_route() {
+    let a = TestQueue::create("route-h-a", 30).await;
+    let b = TestQueue::create("route-h-b", 30).await;
+    let sink = Sink::answering(200);
+    let mut env = shared("a,b");
+    // Route a's worker refuses connections: its deliveries fail as if the webhook were down.
+    env.extend([
+        ("CARRIER_ROUTE_A_SQS_QUEUE_NAME".into(), a.name.clone()),
+        (
+            "CARRIER_ROUTE_A_WEBHOOK_ENDPOINT".into(),
+            format!("http://127.0.0.1:{}/a", free_port()),
+        ),
+    ]);
+    env.extend(CarrierProcess::route_env("b", &b, &sink));
+    env.extend([
+        (
+            "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT".into(),
+            sink.health_url.clone(),
+        ),
+        ("CARRIER_WEBHOOK_HEALTH_CHECK_INTERVAL".into(), "60s".into()),
+        (
+            "CARRIER_WEBHOOK_OFFLINE_THRESHOLD_COUNT".into(),
+            "100".into(),
+        ),
+        (
+            "CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT".into(),
+            "0s".into(),
+        ),
+        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "3".into()),
+    ]);
+    let carrier = CarrierProcess::start_owned(&env);
+    carrier.wait_log("carrier has arrived", T).await;
+    sink.set_health(503);
+    a.send_many("a", 3).await;
+    carrier
+        .wait_log(
+            "deliveries failing as if the webhook were down; receiving held until a health check passes",
+            T,
+        )
+        .await;
+    let held = b.send_many("b", 3).await;
+    // Two probes fail while held: route b, whose worker is fine, delivers nothing meanwhile.
+    let checks = sink.health_checks();
+    sink.wait("two failed probes while held", T, |s| {
+        (s.health_checks() >= checks + 2).then_some(())
+    })
+    .await;
+    assert_eq!(sink.request_count(), 0, "route b held too");
+    sink.set_health(200);
+    sink.wait_answered_all(&held, T).await;
+}
