@@ -452,7 +452,7 @@ impl Config {
         } else {
             check_backoff(&v, &mut p);
         }
-        for (i, (name, rv, _, _)) in routes.iter().enumerate() {
+        for (i, (name, rv, _, rp)) in routes.iter().enumerate() {
             let queue = |v: &Values| {
                 (
                     v.sqs_endpoint.clone(),
@@ -460,12 +460,18 @@ impl Config {
                     v.sqs_queue_url.clone(),
                 )
             };
-            if let Some((other, _, _, _)) = routes[..i].iter().find(|(_, o, _, _)| {
-                queue(o) == queue(rv) && (rv.sqs_queue_name.is_some() || rv.sqs_queue_url.is_some())
-            }) {
+            let has_queue = rv.sqs_queue_name.is_some() || rv.sqs_queue_url.is_some();
+            if let Some((other, _, _, _)) = routes[..i]
+                .iter()
+                .find(|(_, o, _, _)| has_queue && queue(o) == queue(rv))
+            {
+                let variable = match rv.sqs_queue_url {
+                    Some(_) => rp.name(SQS_QUEUE_URL),
+                    None => rp.name(SQS_QUEUE_NAME),
+                };
                 p.problems.push(format!(
-                    "routes {other} and {name} read the same queue; give each its own \
-                     ({} or {})",
+                    "{variable}: route {name} reads the queue route {other} reads; give each \
+                     route its own ({} or {})",
                     route_variable(name, SQS_QUEUE_NAME),
                     route_variable(name, SQS_QUEUE_URL)
                 ));
@@ -1620,7 +1626,7 @@ mod tests {
             "CARRIER_ROUTE_REPORTS_WEBHOOK_SIGNING_SECRET=<redacted>",
             "CARRIER_ROUTE_AUDIT_WEBHOOK_ENDPOINT=\"ftp://x/\": must start with http",
             "CARRIER_ROUTE_AUDIT_SQS_QUEUE_NAME is required for route audit",
-            "routes orders and reports read the same queue",
+            "CARRIER_ROUTE_REPORTS_SQS_QUEUE_NAME: route reports reads the queue route orders reads",
             "unknown variable CARRIER_ROUTE_BILLING_SQS_QUEUE_NAME (a route's variable",
             "unknown variable CARRIER_WEIGHT",
         ] {

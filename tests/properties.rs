@@ -168,6 +168,40 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The same with routes: any values of route variables (two routes, and a third named in no
+    /// CARRIER_ROUTES) and top-level ones, every problem a line naming its variable.
+    #[test]
+    fn routes_of_any_values_are_accepted_or_refused_naming_each_variable_never_a_secret(
+        values in prop::collection::vec((0usize..config::VARIABLES.len(), 0usize..4, ".{0,30}"), 0..16),
+    ) {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            (config::ROUTES.to_string(), "orders,reports".to_string()),
+            ("CARRIER_ROUTE_REPORTS_WEBHOOK_SIGNING_SECRET".to_string(), "hunter2-is-no-whsec".to_string()),
+        ]);
+        for (i, route, value) in &values {
+            let name = config::VARIABLES[*i].name;
+            let name = match route {
+                0 => name.to_string(),
+                1 => config::route_variable("orders", name),
+                2 => config::route_variable("reports", name),
+                _ => config::route_variable("unlisted", name),
+            };
+            vars.insert(name, value.clone());
+        }
+        match Config::from_map(&vars) {
+            Ok(c) => prop_assert!(!c.settings.routes.is_empty()),
+            Err(errors) => {
+                prop_assert!(!errors.0.is_empty());
+                for line in &errors.0 {
+                    prop_assert!(line.starts_with("CARRIER_"), "{line}");
+                    prop_assert!(!line.contains("hunter2"), "a secret leaked: {line}");
+                }
+            }
+        }
+    }
+}
+
 /// From two cargo-fuzz finds (fuzz/fuzz_targets/config.rs): a signing secret equal to the value of
 /// another, invalid variable, and one spelled like a variable name. Errors quote ordinary values
 /// and carrier's own words, so the secret's text may appear there; the secret's own error stays
