@@ -570,3 +570,43 @@ async fn a_hold_for_one_route_s_failing_deliveries_holds_every_route() {
     sink.set_health(200);
     sink.wait_answered_all(&held, T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_weight_queue_running_dry_hands_its_slots_over_at_once() {
+    let high = TestQueue::create("route-dry-high", 30).await;
+    let low = TestQueue::create("route-dry-low", 30).await;
+    high.send_many("h", 24).await;
+    let bodies = low.send_many("l", 24).await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(100)));
+    let mut env = shared("high,low");
+    env.extend(CarrierProcess::route_env("high", &high, &sink));
+    env.extend(CarrierProcess::route_env("low", &low, &sink));
+    env.extend([
+        ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
+        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
+        ("CARRIER_SQS_BATCH_SIZE".into(), "4".into()),
+    ]);
+    let _carrier = CarrierProcess::start_owned(&env);
+    sink.wait_answered_all(&bodies, T).await;
+    let requests = sink.requests();
+    let last_high = requests
+        .iter()
+        .filter(|r| r.path == "/high")
+        .map(|r| r.at)
+        .max()
+        .unwrap();
+    let low_after: Vec<Instant> = requests
+        .iter()
+        .filter(|r| r.path == "/low" && r.at > last_high)
+        .map(|r| r.at)
+        .collect();
+    // The high route's receive that finds its queue dry answers at once (a short poll), so the
+    // low route takes the freed slots without waiting out a 20 s long poll.
+    if let Some(first) = low_after.iter().min() {
+        let gap = first.duration_since(last_high);
+        assert!(
+            gap < Duration::from_secs(5),
+            "slots idle for {gap:?} after the high queue ran dry"
+        );
+    }
+}

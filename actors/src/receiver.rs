@@ -145,6 +145,8 @@ pub struct SqsReceiverActor {
     /// The outstanding long poll, if any, and what the scheduler granted it.
     poll: Option<JoinHandle<()>>,
     grant: Grant,
+    /// The open poll answers at once (the scheduler's choice; never with one route).
+    short_poll: bool,
     slots: RouteSlots,
     /// Set while waiting out a receive error (or an instant empty receive).
     backoff_timer: Option<SpawnHandle>,
@@ -190,6 +192,7 @@ impl SqsReceiverActor {
             reported_in_flight: 0,
             poll: None,
             grant: Grant::Wait,
+            short_poll: false,
             slots: parts.slots,
             backoff_timer: None,
             backoff: Backoff::new(POLL_BACKOFF_BASE, POLL_BACKOFF_MAX),
@@ -223,17 +226,18 @@ impl SqsReceiverActor {
             return false;
         }
         let want = free.min(self.batch_size);
-        let grant = self.slots.ask(self.id, want, ctx.address().recipient());
+        let (grant, short) = self.slots.ask(self.id, want, ctx.address().recipient());
         let max = match grant {
             Grant::Receive(n) | Grant::Probe(n) if n > 0 => n,
             // Woken with `Wake` when this route may ask again.
             _ => return true,
         };
         self.grant = grant;
+        self.short_poll = short;
         let (queue, visibility, me) = (self.queue.clone(), self.receive_visibility, ctx.address());
         self.ledger.poll_started(Instant::now());
         self.poll = Some(actix_rt::spawn(async move {
-            let result = queue.receive(max, visibility).await;
+            let result = queue.receive(max, visibility, short).await;
             me.do_send(Polled(result));
         }));
         true
@@ -648,7 +652,9 @@ impl Handler<Polled> for SqsReceiverActor {
                 let got = messages.len();
                 if messages.is_empty() {
                     let took = sent_at.elapsed();
-                    if took < MIN_EMPTY_POLL && self.state == State::Running {
+                    // (A short poll answers at once by design: its route is empty now, and
+                    // asks again as a probe, a long poll.)
+                    if took < MIN_EMPTY_POLL && self.state == State::Running && !self.short_poll {
                         self.wait_then_poll(MIN_EMPTY_POLL - took, ctx);
                     }
                 } else {

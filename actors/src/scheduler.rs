@@ -291,6 +291,14 @@ impl Scheduler {
         woken
     }
 
+    /// Whether `route`'s next receive should answer at once (no long poll): with other routes, one
+    /// whose last receive came back full keeps its turn while that receive is out, so it must
+    /// not hold the turn for a 20 s wait on a queue that has just run dry. An empty answer then
+    /// marks it empty, and its probe is the long poll.
+    pub(crate) fn short_poll(&self, route: RouteId) -> bool {
+        self.routes.len() > 1 && self.routes.get(route).is_some_and(|r| r.full && !r.empty)
+    }
+
     /// `wakeable`, by route (tests).
     #[cfg(test)]
     pub(crate) fn wakeable_routes(&mut self) -> Vec<RouteId> {
@@ -723,6 +731,23 @@ mod tests {
         // Once route 0's receive is back, route 1 is named (route 0 asks again on its own).
         back(&mut s, 0, open, 1, true);
         assert_eq!(s.wakeable_routes(), [1]);
+    }
+
+    #[test]
+    fn only_a_route_whose_last_receive_came_back_full_polls_short_and_never_alone() {
+        let mut alone = Scheduler::new(Policy::Weighted, 4, &[share(1, 1)]);
+        assert_eq!(take(&mut alone, 0, 2), Grant::Receive(2));
+        assert!(!alone.short_poll(0), "one route: today's long polls");
+        let mut s = Scheduler::new(Policy::Weighted, 8, &[share(1, 1), share(1, 1)]);
+        assert!(!s.short_poll(0), "nothing received yet");
+        assert_eq!(take(&mut s, 0, 2), Grant::Receive(2));
+        assert!(s.short_poll(0), "came back full: its queue likely has more");
+        let partial = s.ask(0, 4);
+        back(&mut s, 0, partial, 1, true);
+        assert!(!s.short_poll(0), "came back with less: a long poll");
+        let empty = s.ask(0, 4);
+        back(&mut s, 0, empty, 0, true);
+        assert!(!s.short_poll(0), "empty: it probes, a long poll");
     }
 
     #[test]

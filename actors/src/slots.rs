@@ -67,8 +67,14 @@ impl RouteSlots {
 
     /// May receiver `id` receive up to `want` messages now? On [`Grant::Wait`] it is woken with
     /// [`Wake`] when its route may ask again.
-    pub fn ask(&self, id: usize, want: usize, me: Recipient<Wake>) -> Grant {
-        let grant = self.scheduler().ask_as(self.route, id, want);
+    /// With a `Receive`, whether it should be a short poll (see [`Scheduler::short_poll`]).
+    pub fn ask(&self, id: usize, want: usize, me: Recipient<Wake>) -> (Grant, bool) {
+        let (grant, short) = {
+            let mut scheduler = self.scheduler();
+            let grant = scheduler.ask_as(self.route, id, want);
+            let short = matches!(grant, Grant::Receive(_)) && scheduler.short_poll(self.route);
+            (grant, short)
+        };
         match grant {
             // What this grant left may be room for the next route in line.
             Grant::Receive(_) => self.wake(),
@@ -86,7 +92,7 @@ impl RouteSlots {
             }
             Grant::Probe(_) => {}
         }
-        grant
+        (grant, short)
     }
 
     /// Receiver `id` was woken (or told to wait) but will not ask now: its route's turn is not

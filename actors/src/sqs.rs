@@ -549,7 +549,14 @@ impl SqsQueue {
     /// Long-poll for up to `max` messages (1–10), each made invisible for `visibility` seconds
     /// (`None`: the queue's own timeout). Messages without an id or receipt handle (which SQS never
     /// sends) are skipped with a warning rather than crashing anything.
-    pub async fn receive(&self, max: usize, visibility: Option<u32>) -> Result<Received, SqsError> {
+    /// One ReceiveMessage of at most `max` messages: a long poll, or with `short` one that
+    /// answers at once.
+    pub async fn receive(
+        &self,
+        max: usize,
+        visibility: Option<u32>,
+        short: bool,
+    ) -> Result<Received, SqsError> {
         let max = max.clamp(1, MAX_BATCH_SIZE) as i32;
         let mut system = vec![
             MessageSystemAttributeName::ApproximateReceiveCount,
@@ -575,7 +582,7 @@ impl SqsQueue {
             .receive_message()
             .queue_url(self.url.as_ref())
             .max_number_of_messages(max)
-            .wait_time_seconds(MAX_WAIT_TIME_SECS)
+            .wait_time_seconds(if short { 0 } else { MAX_WAIT_TIME_SECS })
             .set_visibility_timeout(visibility.map(|v| v as i32))
             .set_message_system_attribute_names(Some(system))
             .set_attribute_names(Some(legacy))
