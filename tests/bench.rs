@@ -57,6 +57,9 @@ struct Run {
     sink_cpu_us_per_msg: f64,
     /// Process start to the first webhook POST, with the queue full.
     first_post_ms: f64,
+    /// Two routes: messages the `high` route had deleted per message of the `low` route when
+    /// the run ended (NaN for one route).
+    share: f64,
 }
 
 /// The in-memory server, with `CARRIER_BENCH_SQS_THREADS` runtime threads (default 1).
@@ -89,6 +92,20 @@ impl Bodies {
     }
 }
 
+/// Which queues a run reads, and when its clock stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queues {
+    /// One queue holding the N messages; the clock stops when the last is deleted.
+    One,
+    /// One queue holding N + N/4; the clock stops at the N-th delete, the queue still full (the
+    /// baseline of [`Queues::TwoRoutes`]: the same method, no tail).
+    OneKeptFull,
+    /// Two routes sharing the slots: `high` (weight 3) reading a queue of N messages, `low`
+    /// (weight 1) one of N/2 (3/4 and 1/4 of N, plus N/4 each); the clock stops at the N-th
+    /// delete of the two, and both queues must still hold messages then (full all along).
+    TwoRoutes,
+}
+
 /// An SNS notification as a topic writes it into a queue (attributes, subject, signature fields).
 fn sns_envelope(message: &str) -> String {
     serde_json::json!({
@@ -113,7 +130,13 @@ fn sns_envelope(message: &str) -> String {
 
 /// Moves `n` messages through a fresh carrier. With `scrape`, GETs `/metrics` 20 times a second
 /// meanwhile (does a scraper slow delivery?).
-async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies: Bodies) -> Run {
+async fn run(
+    n: usize,
+    env_extra: &[(&'static str, &str)],
+    scrape: bool,
+    bodies: Bodies,
+    queues: Queues,
+) -> Run {
     let older_servers = threads_cpu_seconds("fake-sqs");
     // The sink: its system thread ("test-sink") and actix-web's acceptor and worker threads.
     let older_sinks = threads_cpu_seconds("test-sink")
@@ -121,11 +144,31 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies:
         .chain(threads_cpu_seconds("actix"))
         .collect();
     let sqs = server();
-    sqs.create_queue("bench", QueueConfig::standard());
-    let bodies: Vec<String> = (0..n).map(|i| bodies.body(i)).collect();
-    sqs.send_all("bench", &bodies);
     let sink = Sink::answering(200);
-    let mut env = sqs.carrier_env("bench", &sink);
+    let load = |queue: &str, messages: usize| {
+        sqs.create_queue(queue, QueueConfig::standard());
+        let bodies: Vec<String> = (0..messages).map(|i| bodies.body(i)).collect();
+        sqs.send_all(queue, &bodies);
+    };
+    let mut env = match queues {
+        Queues::One | Queues::OneKeptFull => {
+            load("bench", if queues == Queues::One { n } else { n + n / 4 });
+            sqs.carrier_env("bench", &sink)
+        }
+        Queues::TwoRoutes => {
+            load("high", n);
+            load("low", n / 2);
+            // The endpoints are said once, at the top level, and inherited by both routes.
+            vec![
+                ("CARRIER_SQS_ENDPOINT", sqs.endpoint.clone()),
+                ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
+                ("CARRIER_ROUTES", "high,low".to_string()),
+                ("CARRIER_ROUTE_HIGH_SQS_QUEUE_NAME", "high".to_string()),
+                ("CARRIER_ROUTE_HIGH_WEIGHT", "3".to_string()),
+                ("CARRIER_ROUTE_LOW_SQS_QUEUE_NAME", "low".to_string()),
+            ]
+        }
+    };
     env.push(("CARRIER_LOG_LEVEL", "warn".to_string()));
     let admin = support::free_port();
     if scrape {
@@ -166,6 +209,20 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies:
         events.borrow_and_update();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Read at once: carrier goes on deleting while the figures below are taken.
+    let share = match queues {
+        Queues::TwoRoutes => {
+            let (high, low) = (sqs.counts("high"), sqs.counts("low"));
+            // Each still holds at least a full receive batch: full all along (nothing failed,
+            // so a queue only ever shrinks).
+            assert!(
+                high.visible >= 10 && low.visible >= 10,
+                "a queue ran dry before the N-th delete: high {high:?}, low {low:?}"
+            );
+            high.deleted as f64 / low.deleted as f64
+        }
+        Queues::One | Queues::OneKeptFull => f64::NAN,
+    };
     let cpu = cpu_seconds(pid);
     let peak_rss_mb = proc_status(pid, "VmHWM:") as f64 / 1024.0;
     let calls: u64 = Op::ALL.iter().map(|op| sqs.calls(*op)).sum();
@@ -177,9 +234,14 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies:
     assert!(!scrape || scrapes > 0, "the scraper got answers");
     carrier.signal("TERM");
     assert!(carrier.wait_exit(Duration::from_secs(30)).await.success());
-    let counts = sqs.counts("bench");
-    assert_eq!(counts.deleted, n as u64);
-    assert!(counts.received >= n as u64);
+    match queues {
+        Queues::One => {
+            let counts = sqs.counts("bench");
+            assert_eq!(counts.deleted, n as u64);
+            assert!(counts.received >= n as u64);
+        }
+        Queues::OneKeptFull | Queues::TwoRoutes => assert!(sqs.totals().deleted >= n as u64),
+    }
     let requests = sink.requests();
     assert!(!requests.is_empty());
     let first_post = requests.iter().map(|r| r.at).min().unwrap() - started;
@@ -193,12 +255,20 @@ async fn run(n: usize, env_extra: &[(&'static str, &str)], scrape: bool, bodies:
         sqs_cpu_us_per_msg: per_msg(sqs_cpu),
         sink_cpu_us_per_msg: per_msg(sink_cpu),
         first_post_ms: first_post.as_secs_f64() * 1e3,
+        share,
     }
 }
 
 /// A benchmark configuration: label, messages, extra environment, scrape /metrics meanwhile,
-/// the messages' bodies.
-type Config<'a> = (&'a str, usize, Vec<(&'static str, &'a str)>, bool, Bodies);
+/// the messages' bodies, the queues.
+type Config<'a> = (
+    &'a str,
+    usize,
+    Vec<(&'static str, &'a str)>,
+    bool,
+    Bodies,
+    Queues,
+);
 
 fn messages_wanted(default: usize) -> usize {
     std::env::var("CARRIER_BENCH_MESSAGES")
@@ -286,6 +356,7 @@ async fn bench() {
             two.to_vec(),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "the same, CARRIER_THREADS=2",
@@ -293,6 +364,7 @@ async fn bench() {
             two_threads.to_vec(),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "the same (1 thread), /metrics scraped at 20 Hz",
@@ -300,6 +372,7 @@ async fn bench() {
             two.to_vec(),
             true,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "batch 10, 1 receiver × 10 workers",
@@ -307,6 +380,7 @@ async fn bench() {
             batch.to_vec(),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "Go defaults (batch 1, 1 × 1)",
@@ -314,6 +388,7 @@ async fn bench() {
             Vec::new(),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "Lambda format, batch 10, 1 × 2 workers",
@@ -321,6 +396,7 @@ async fn bench() {
             lambda("10", "0s", "2"),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "Lambda format, batch 100, window 1s, 1 × 2",
@@ -328,6 +404,7 @@ async fn bench() {
             lambda("100", "1s", "2"),
             false,
             Bodies::Plain(0),
+            Queues::One,
         ),
         (
             "Lambda format, batch 1000, window 1s, 1 × 1, 1 KB bodies",
@@ -335,6 +412,7 @@ async fn bench() {
             lambda("1000", "1s", "1"),
             false,
             Bodies::Plain(1024),
+            Queues::One,
         ),
         (
             "SNS envelopes delivered as they are (batch 10, 2 × 10)",
@@ -342,6 +420,7 @@ async fn bench() {
             two.to_vec(),
             false,
             Bodies::Sns,
+            Queues::One,
         ),
         (
             "the same, CARRIER_WEBHOOK_UNWRAP=sns",
@@ -349,22 +428,49 @@ async fn bench() {
             unwrap_sns.clone(),
             false,
             Bodies::Sns,
+            Queues::One,
+        ),
+        // Issue 19: two routes against one at the same slots, measured alike (queues kept full,
+        // the clock stopped at the N-th delete).
+        (
+            "one route, queue kept full (N + N/4 in it, clock stopped at N), 2 × 10",
+            n,
+            two.to_vec(),
+            false,
+            Bodies::Plain(0),
+            Queues::OneKeptFull,
+        ),
+        (
+            "two routes 3:1, both kept full (N and N/2 in them, clock stopped at N), 2 × 10 slots shared",
+            n,
+            two.to_vec(),
+            false,
+            Bodies::Plain(0),
+            Queues::TwoRoutes,
         ),
     ];
-    // `CARRIER_BENCH_ONLY=i`: only the i-th run of the table (scripts/flamegraph profiles the first).
-    let only: Option<usize> = std::env::var("CARRIER_BENCH_ONLY")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let mut results = Vec::new();
-    for (i, (label, messages, env, scrape, bodies)) in configs.iter().enumerate() {
-        if only.is_some_and(|only| only != i + 1) {
-            continue;
+    // `CARRIER_BENCH_ONLY=i` (or `i,j,...`): only those rows of the table (scripts/flamegraph
+    // profiles the first).
+    let only: Option<Vec<usize>> = std::env::var("CARRIER_BENCH_ONLY").ok().map(|v| {
+        v.split(',')
+            .map(|i| i.trim().parse().expect("CARRIER_BENCH_ONLY: row numbers"))
+            .collect()
+    });
+    let chosen: Vec<usize> = (0..configs.len())
+        .filter(|i| only.as_ref().is_none_or(|only| only.contains(&(i + 1))))
+        .collect();
+    // Round by round (one run of each row, then the next round), so this machine's slow spells
+    // fall on every row alike, and rows compared with each other were run side by side.
+    let mut results: Vec<(&str, usize, Queues, Vec<Run>)> = chosen
+        .iter()
+        .map(|&i| (configs[i].0, configs[i].1, configs[i].5, Vec::new()))
+        .collect();
+    for _ in 0..k {
+        for (slot, &i) in chosen.iter().enumerate() {
+            let (_, messages, env, scrape, bodies, queues) = &configs[i];
+            let figures = run(*messages, env, *scrape, *bodies, *queues).await;
+            results[slot].3.push(figures);
         }
-        let mut runs = Vec::new();
-        for _ in 0..k {
-            runs.push(run(*messages, env, *scrape, *bodies).await);
-        }
-        results.push((*label, *messages, runs));
     }
 
     println!("\n{k} runs each; figures are min / median / max.\n");
@@ -385,7 +491,7 @@ async fn bench() {
     println!(
         "\n| run | messages | msg/s | CPU µs/msg | peak RSS MB | webhook connections | exec → first POST ms | SQS calls/msg | fake SQS CPU µs/msg | sink CPU µs/msg |\n|---|---|---|---|---|---|---|---|---|---|"
     );
-    for (label, messages, runs) in &results {
+    for (label, messages, _, runs) in &results {
         let f = |get: fn(&Run) -> f64, d| spread(runs.iter().map(get), d);
         println!(
             "| {label} | {messages} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -403,6 +509,25 @@ async fn bench() {
         if slow > 0 {
             println!("|   ⚠ {slow} run(s) below half the median throughput | | | | | | | | | |");
         }
+    }
+    let of = |queues| results.iter().find(|r| r.2 == queues).map(|r| &r.3);
+    if let (Some(one), Some(two)) = (of(Queues::OneKeptFull), of(Queues::TwoRoutes)) {
+        // Run i of each row ran one after the other: their ratio cancels most of the drift.
+        let ratio =
+            |get: fn(&Run) -> f64| spread(one.iter().zip(two).map(|(o, t)| get(t) / get(o)), 3);
+        println!(
+            "\n| two routes 3:1 against one route, same slots ({k} pairs of runs side by side) | min / median / max |\n|---|---|"
+        );
+        println!("| msg/s, two ÷ one | {} |", ratio(|r| r.msgs_per_sec));
+        println!(
+            "| CPU µs/msg, two ÷ one | {} |",
+            ratio(|r| r.cpu_us_per_msg)
+        );
+        println!("| peak RSS, two ÷ one | {} |", ratio(|r| r.peak_rss_mb));
+        println!(
+            "| share high : low when the clock stopped (weights 3 : 1) | {} : 1 |",
+            spread(two.iter().map(|r| r.share), 3)
+        );
     }
 }
 
