@@ -33,8 +33,11 @@ async fn weights_3_to_1_with_both_queues_full_give_3_to_1_deliveries() {
     env.extend(CarrierProcess::route_env("low", &low, &sink));
     env.extend([
         ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "3".into()),
-        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "8".into()),
-        ("CARRIER_SQS_BATCH_SIZE".into(), "8".into()),
+        // 8 slots as 4 receivers × 2 workers: each route's receives are of at most 2, so
+        // moto's cost per message received (it copies each) weighs on both routes alike.
+        ("CARRIER_SQS_RECEIVERS".into(), "4".into()),
+        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "2".into()),
+        ("CARRIER_SQS_BATCH_SIZE".into(), "2".into()),
     ]);
     let _carrier = CarrierProcess::start_owned(&env);
     // A minute-scale sample: 960 deliveries (about a minute against moto), both queues still full.

@@ -16,7 +16,12 @@
 //! - [`Policy::Weighted`]: stride scheduling. Each grant advances the route's pass by the slots it
 //!   granted divided by the route's weight; the lowest pass among the asking route and the waiting
 //!   routes goes first. A route does not bank credit while idle or empty: when it comes back, its
-//!   pass is raised to the pass of the latest grant.
+//!   pass is raised to the pass of the latest grant. Under the stride, every route that is not
+//!   empty has a floor: half its share of the slots (`slots × weight ÷ the weights of the routes
+//!   that are not empty`, rounded down). Below it, a route is granted whatever the passes say, and
+//!   the others' grants leave it room while it is busy. So a route whose deliveries or deletes
+//!   are slow (it holds its slots long, and the stride gives it a grant only now and then) never
+//!   drags the others down to its pace: each keeps at least half its share of the slots.
 //! - [`Policy::Strict`]: routes in order; a route receives only while every earlier route's last
 //!   receive came back empty (or failed). What is already in flight finishes; nothing is
 //!   preempted.
@@ -99,6 +104,12 @@ impl Route {
     /// Slots occupied.
     fn occupied(&self) -> usize {
         self.used().div_ceil(self.slot_size)
+    }
+
+    /// Messages that fit in the slot it is filling (a Lambda batch not yet full): taking them
+    /// occupies no more slots.
+    fn partial(&self) -> usize {
+        (self.slot_size - self.used() % self.slot_size) % self.slot_size
     }
 
     /// Nothing of this route is open or waiting: it is not competing for slots.
@@ -268,7 +279,33 @@ impl Scheduler {
             (receiver, 0)
         } else {
             match self.policy {
-                Policy::Weighted => (self.first_in_line(None, total), self.routes.len()),
+                Policy::Weighted => {
+                    // Below their floors, waiting routes are woken whatever the passes say.
+                    let mut woken = Vec::new();
+                    for id in 0..self.routes.len() {
+                        let r = &self.routes[id];
+                        if !r.waiting.is_empty()
+                            && !r.empty
+                            && r.room(self.slots, total) > 0
+                            && self.below_floor(id)
+                        {
+                            let r = &mut self.routes[id];
+                            woken.extend(r.waiting.iter().map(|&w| (id, w)));
+                            let waiting = std::mem::take(&mut r.waiting);
+                            r.woken.extend(waiting);
+                        }
+                    }
+                    let first = self
+                        .first_in_line(None, total)
+                        .filter(|&f| self.spare(f, total) > 0 || self.routes[f].partial() > 0);
+                    if !woken.is_empty() && first.is_none() {
+                        woken.extend(self.wake_probes());
+                        return woken;
+                    }
+                    let mut rest = self.wake(first, self.routes.len());
+                    woken.append(&mut rest);
+                    return woken;
+                }
                 Policy::Strict => {
                     let first = self.first_not_empty();
                     let receiver = first.filter(|&f| {
@@ -279,6 +316,12 @@ impl Scheduler {
                 }
             }
         };
+        self.wake(receiver, probers)
+    }
+
+    /// Wakes the waiting receivers of `receiver`, and of the empty routes among the first
+    /// `probers` that may probe.
+    fn wake(&mut self, receiver: Option<RouteId>, probers: usize) -> Vec<(RouteId, usize)> {
         let mut woken = Vec::new();
         for (id, r) in self.routes.iter_mut().enumerate() {
             let probes = id < probers && r.empty && !r.probing && r.woken.is_empty();
@@ -289,6 +332,12 @@ impl Scheduler {
             }
         }
         woken
+    }
+
+    /// Waiting empty routes without an open probe: woken to probe.
+    fn wake_probes(&mut self) -> Vec<(RouteId, usize)> {
+        let probers = self.routes.len();
+        self.wake(None, probers)
     }
 
     /// Whether `route`'s next receive should answer at once (no long poll): with other routes, one
@@ -349,8 +398,21 @@ impl Scheduler {
                     // Coming back from idle: no credit banked while away.
                     r.pass = r.pass.max(now);
                 }
+                let r = &self.routes[route];
+                let below = r.room(self.slots, total) > 0 && self.below_floor(route);
+                let floor_left = self
+                    .floor(route)
+                    .saturating_mul(r.slot_size)
+                    .saturating_sub(r.used());
                 if self.first_in_line(Some(route), total) == Some(route) {
-                    self.receive(route, want, total)
+                    // Its turn: what the others' floors leave (and its own floor at least).
+                    let spare = self.spare(route, total).saturating_mul(r.slot_size);
+                    let cap = spare.saturating_add(r.partial());
+                    let cap = if below { cap.max(floor_left) } else { cap };
+                    self.receive(route, want.min(cap), total)
+                } else if below {
+                    // Not its turn, but below its floor: that much, whatever the passes say.
+                    self.receive(route, want.min(floor_left.max(1)), total)
                 } else {
                     Grant::Wait
                 }
@@ -397,6 +459,50 @@ impl Scheduler {
             })
             .min_by_key(|&(id, r)| r.key(id))
             .map(|(id, _)| id)
+    }
+
+    /// Weighted: `route`'s share of the slots while the routes that are not empty share them:
+    /// slots × its weight ÷ their weights.
+    fn entitled(&self, route: RouteId) -> f64 {
+        let weights: f64 = self
+            .routes
+            .iter()
+            .enumerate()
+            .filter(|&(id, r)| id == route || !r.empty)
+            .map(|(_, r)| f64::from(r.weight))
+            .sum();
+        self.slots as f64 * f64::from(self.routes[route].weight) / weights.max(1.0)
+    }
+
+    /// Weighted: the slots `route` always may fill: half its share, rounded down (none while
+    /// its share is below 2 slots: the passes alone decide then).
+    fn floor(&self, route: RouteId) -> usize {
+        (self.entitled(route) / 2.0).floor() as usize
+    }
+
+    /// Weighted: `route` occupies fewer slots than its floor.
+    fn below_floor(&self, route: RouteId) -> bool {
+        self.routes[route].occupied() < self.floor(route)
+    }
+
+    /// Weighted: the free slots `route` may take beyond its floor: those left once every other
+    /// busy route (not empty, and holding messages or about to ask) has the rest of its floor.
+    /// An empty or idle route lends its floor out.
+    fn spare(&self, route: RouteId, total: usize) -> usize {
+        let protected: usize = (0..self.routes.len())
+            .filter(|&id| id != route)
+            .filter(|&id| {
+                let r = &self.routes[id];
+                let receiving = r.reserved > 0;
+                !r.empty
+                    && (r.occupied() > 0
+                        || receiving
+                        || !r.waiting.is_empty()
+                        || !r.woken.is_empty())
+            })
+            .map(|id| self.floor(id).saturating_sub(self.routes[id].occupied()))
+            .sum();
+        self.slots.saturating_sub(total).saturating_sub(protected)
     }
 
     /// Strict: the first route that is not empty (every route before it is).
@@ -751,6 +857,41 @@ mod tests {
     }
 
     #[test]
+    fn a_route_whose_slots_turn_over_slowly_leaves_the_other_half_its_share() {
+        // Route 0's deletes never come back; route 1 turns over one message at a time, asking
+        // again each time. Weights 3 : 1, 20 slots: route 1's share is 5, its floor 2.
+        let mut s = Scheduler::new(Policy::Weighted, 20, &[share(3, 1), share(1, 1)]);
+        let mut delivered = 0;
+        for _ in 0..1_000 {
+            let _ = take(&mut s, 0, 10);
+            if let Grant::Receive(n) = take(&mut s, 1, 10) {
+                delivered += n;
+            }
+            let _ = take(&mut s, 0, 10);
+            s.released(1, 1);
+        }
+        assert!(
+            s.held(0) <= 18,
+            "route 0 leaves route 1 its floor: {}",
+            s.held(0)
+        );
+        assert!(
+            delivered >= 1_000,
+            "route 1 went on at its own pace: {delivered}"
+        );
+    }
+
+    #[test]
+    fn a_lambda_route_fills_the_batch_it_started_without_another_slot() {
+        let mut s = Scheduler::new(Policy::Weighted, 3, &[share(1, 10), share(1, 1)]);
+        assert_eq!(take(&mut s, 0, 5), Grant::Receive(5));
+        assert_eq!(take(&mut s, 1, 2), Grant::Receive(2));
+        assert_eq!(s.occupied(), 3);
+        assert_eq!(s.ask(1, 1), Grant::Wait, "no slot left");
+        assert_eq!(s.ask(0, 10), Grant::Receive(5), "the rest of its batch");
+    }
+
+    #[test]
     fn weighted_ties_go_to_the_lower_route() {
         let mut s = Scheduler::new(Policy::Weighted, 1, &[share(1, 1), share(1, 1)]);
         assert_eq!(s.ask(1, 1), Grant::Receive(1));
@@ -847,16 +988,15 @@ mod tests {
 
     #[test]
     fn weighted_charges_a_route_only_for_what_its_receive_brought() {
-        let mut s = Scheduler::new(Policy::Weighted, 8, &[share(1, 1), share(1, 1)]);
-        assert_eq!(s.ask(0, 8), Grant::Receive(8));
-        back(&mut s, 0, Grant::Receive(8), 1, true);
+        // 3 slots: shares of 1.5, floors of none: the passes alone decide.
+        let mut s = Scheduler::new(Policy::Weighted, 3, &[share(1, 1), share(1, 1)]);
+        assert_eq!(s.ask(0, 3), Grant::Receive(3));
+        back(&mut s, 0, Grant::Receive(3), 1, true);
         assert_eq!(take(&mut s, 1, 2), Grant::Receive(2));
-        // The other slots are taken by messages handed over by peers, which cost no pass.
-        s.admitted(0, 5);
         assert_eq!(s.ask(0, 1), Grant::Wait);
         assert_eq!(s.ask(1, 1), Grant::Wait);
         s.released(1, 1);
-        // Route 0 paid for the 1 message it got, not the 8 it was granted; route 1 for 2.
+        // Route 0 paid for the 1 message it got, not the 3 it was granted; route 1 for 2.
         assert_eq!(s.wakeable_routes(), vec![0]);
     }
 
