@@ -411,8 +411,12 @@ impl Scheduler {
                     let cap = if below { cap.max(floor_left) } else { cap };
                     self.receive(route, want.min(cap), total)
                 } else if below {
-                    // Not its turn, but below its floor: that much, whatever the passes say.
-                    self.receive(route, want.min(floor_left.max(1)), total)
+                    // Not its turn, but below its floor: whatever the passes say, up to its
+                    // share (a receive for its floor alone would often be of one message, an
+                    // SQS call each).
+                    let share = (self.entitled(route).ceil() as usize).saturating_mul(r.slot_size);
+                    let share_left = share.saturating_sub(r.used()).max(floor_left);
+                    self.receive(route, want.min(share_left.max(1)), total)
                 } else {
                     Grant::Wait
                 }
@@ -489,6 +493,11 @@ impl Scheduler {
     /// busy route (not empty, and holding messages or about to ask) has the rest of its floor.
     /// An empty or idle route lends its floor out.
     fn spare(&self, route: RouteId, total: usize) -> usize {
+        let free = self.slots.saturating_sub(total);
+        if (self.routes[route].occupied() as f64) < self.entitled(route) {
+            // Within its own share it takes nobody's floor.
+            return free;
+        }
         let protected: usize = (0..self.routes.len())
             .filter(|&id| id != route)
             .filter(|&id| {
