@@ -610,3 +610,42 @@ async fn a_high_weight_queue_running_dry_hands_its_slots_over_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_order_moves_past_a_route_whose_queue_cannot_be_resolved() {
+    let later = TestQueue::create("route-s-later", 30).await;
+    let bodies = later.send_many("l", 10).await;
+    let sink = Sink::answering(200);
+    let mut env = shared("missing,later");
+    env.push((
+        "CARRIER_ROUTE_MISSING_SQS_QUEUE_NAME".into(),
+        format!("route-s-never-created-{}", std::process::id()),
+    ));
+    env.extend(CarrierProcess::route_env("later", &later, &sink));
+    env.push(("CARRIER_ROUTES_POLICY".into(), "strict".into()));
+    let _carrier = CarrierProcess::start_owned(&env);
+    // A route that cannot receive is no route to wait for.
+    sink.wait_answered_all(&bodies, T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_when_idle_waits_for_a_route_that_waits_for_slots() {
+    let first = TestQueue::create("route-i-first", 30).await;
+    let second = TestQueue::create("route-i-second", 30).await;
+    let bodies = second.send_many("s", 10).await;
+    let sink = Sink::answering(200);
+    let mut env = shared("first,second");
+    env.extend(CarrierProcess::route_env("first", &first, &sink));
+    env.extend(CarrierProcess::route_env("second", &second, &sink));
+    env.extend([
+        // The second route waits for the first one's first receive, a 20 s long poll on an
+        // empty queue: nothing is received meanwhile, but the run is not idle.
+        ("CARRIER_ROUTES_POLICY".into(), "strict".into()),
+        ("CARRIER_EXIT_WHEN_IDLE".into(), "3s".into()),
+    ]);
+    let mut carrier = CarrierProcess::start_owned(&env);
+    let status = carrier.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0));
+    sink.wait_answered_all(&bodies, T).await;
+    second.wait_empty(T).await;
+}

@@ -79,9 +79,15 @@ impl Route {
     }
 
     /// Resolves the queue, reads its visibility timeout and dead-letter queue.
-    pub async fn startup(settings: Arc<RouteSettings>, events: Events) -> Started {
+    /// While the queue cannot be resolved, the route counts as empty for the others (`slots`).
+    pub async fn startup(
+        settings: Arc<RouteSettings>,
+        events: Events,
+        slots: RouteSlots,
+    ) -> Started {
         let client = sqs::client(&settings.queue).await;
-        let queue = SqsQueue::resolve(client, &settings.queue, events.clone()).await;
+        let unavailable = || slots.unavailable();
+        let queue = SqsQueue::resolve(client, &settings.queue, events.clone(), unavailable).await;
         let log = events.log();
         let (attributes, attributes_unknown) = match queue.attributes().await {
             Ok(a) => (a, false),

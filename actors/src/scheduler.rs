@@ -348,6 +348,26 @@ impl Scheduler {
         self.routes.len() > 1 && self.routes.get(route).is_some_and(|r| r.full && !r.empty)
     }
 
+    /// `route` cannot receive yet (its queue is not resolved): it counts as empty, so strict
+    /// order moves past it and weighted shares leave it out, until its first receive says
+    /// otherwise.
+    pub(crate) fn unavailable(&mut self, route: RouteId) {
+        if let Some(r) = self.routes.get_mut(route) {
+            r.empty = true;
+        }
+    }
+
+    /// With several routes: every route's last receive came back empty (or failed), none holds
+    /// or reserves anything, and no receiver waits for a slot. With one route, always (its
+    /// receivers never wait; the received count alone tells idle).
+    pub(crate) fn all_idle(&self) -> bool {
+        self.routes.len() == 1
+            || self
+                .routes
+                .iter()
+                .all(|r| r.empty && r.used() == 0 && r.waiting.is_empty() && r.woken.is_empty())
+    }
+
     /// `wakeable`, by route (tests).
     #[cfg(test)]
     pub(crate) fn wakeable_routes(&mut self) -> Vec<RouteId> {

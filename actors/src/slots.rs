@@ -39,6 +39,11 @@ impl Slots {
         }))
     }
 
+    /// See [`RouteSlots::all_idle`].
+    pub fn all_idle(&self) -> bool {
+        self.route(0).all_idle()
+    }
+
     /// One route's view.
     pub fn route(&self, route: RouteId) -> RouteSlots {
         RouteSlots {
@@ -69,28 +74,28 @@ impl RouteSlots {
     /// [`Wake`] when its route may ask again.
     /// With a `Receive`, whether it should be a short poll (see [`Scheduler::short_poll`]).
     pub fn ask(&self, id: usize, want: usize, me: Recipient<Wake>) -> (Grant, bool) {
+        // Known before it can be told to wait: a wake between the two would be lost.
+        {
+            let mut receivers = self
+                .shared
+                .receivers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let list = &mut receivers[self.route];
+            if list.len() <= id {
+                list.resize(id + 1, None);
+            }
+            list[id].get_or_insert(me);
+        }
         let (grant, short) = {
             let mut scheduler = self.scheduler();
             let grant = scheduler.ask_as(self.route, id, want);
             let short = matches!(grant, Grant::Receive(_)) && scheduler.short_poll(self.route);
             (grant, short)
         };
-        match grant {
+        if let Grant::Receive(_) = grant {
             // What this grant left may be room for the next route in line.
-            Grant::Receive(_) => self.wake(),
-            Grant::Wait => {
-                let mut receivers = self
-                    .shared
-                    .receivers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                let list = &mut receivers[self.route];
-                if list.len() <= id {
-                    list.resize(id + 1, None);
-                }
-                list[id].get_or_insert(me);
-            }
-            Grant::Probe(_) => {}
+            self.wake();
         }
         (grant, short)
     }
@@ -126,6 +131,19 @@ impl RouteSlots {
         if now < before {
             self.wake();
         }
+    }
+
+    /// The route's queue cannot be resolved yet: it counts as empty (strict order must not wait
+    /// for a route that cannot receive), until its first receive.
+    pub fn unavailable(&self) {
+        self.scheduler().unavailable(self.route);
+        self.wake();
+    }
+
+    /// Every route's last receive came back empty and no receiver waits for a slot: what
+    /// `CARRIER_EXIT_WHEN_IDLE` needs besides an unchanged count.
+    pub fn all_idle(&self) -> bool {
+        self.scheduler().all_idle()
     }
 
     /// Wakes the receivers the scheduler names.

@@ -400,10 +400,12 @@ pub(crate) type EarlyResults<'a> = dyn Fn(Vec<(u64, EntryResult)>) + 'a;
 impl SqsQueue {
     /// Resolve the queue URL, retrying with capped backoff until it works. A missing queue or
     /// unreachable endpoint is logged (at a bounded rate), never a panic.
+    /// Resolves the queue URL, retrying until it works; `on_retry` is told of each failure.
     pub(crate) async fn resolve(
         client: aws_sdk_sqs::Client,
         address: &QueueAddress,
         events: Events,
+        on_retry: impl Fn(),
     ) -> SqsQueue {
         let url = match (&address.url, &address.name) {
             (Some(url), _) => url.clone(),
@@ -422,6 +424,7 @@ impl SqsQueue {
                     };
                     let delay = backoff.next_delay();
                     events.resolve_failed(name, &err, delay);
+                    on_retry();
                     actix_rt::time::sleep(delay).await;
                 }
             }

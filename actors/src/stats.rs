@@ -249,6 +249,10 @@ impl Stats {
                 let _ = family.get_or_create(&label);
             }
             let _ = self.in_flight.get_or_create(&label);
+            let _ = self
+                .sqs_errors
+                .get_or_create(&[("route", route), ("operation", "ReceiveMessage")]);
+            let _ = self.batch_records.get_or_create(&label);
         }
     }
 

@@ -373,7 +373,9 @@ impl Supervisor {
             || self.held
             || snap.in_flight > 0
             || snap.received != self.idle.received
-            || stats.receive_errors() != self.idle.receive_errors;
+            || stats.receive_errors() != self.idle.receive_errors
+            // Routes: every one came back empty, none waits for a slot.
+            || !self.slots.all_idle();
         if busy {
             self.reset_idle();
             return;
@@ -472,7 +474,7 @@ impl Actor for Supervisor {
                 .events
                 .for_route(self.route_name(index))
                 .with_log(self.route_log(index).new(o!("source" => "sqs")));
-            let startup = Route::startup(settings, events);
+            let startup = Route::startup(settings, events, self.slots.route(index));
             let handle = ctx.spawn(startup.into_actor(self).map(move |started, act, ctx| {
                 if act.phase != Phase::Draining {
                     act.start_route(index, started, ctx);
