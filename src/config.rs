@@ -447,18 +447,23 @@ impl Config {
             p.problems.append(&mut rp.problems);
             routes.push((name.clone(), rv, set, rp));
         }
-        if v.routes.is_none() {
+        if v.routes.is_none() && !p.failed(ROUTES) {
             check_route(&v, &mut p);
         } else {
             check_backoff(&v, &mut p);
         }
         for (i, (name, rv, _, rp)) in routes.iter().enumerate() {
+            // The same queue however it is spelled: by name at an endpoint, or by its URL.
             let queue = |v: &Values| {
-                (
-                    v.sqs_endpoint.clone(),
-                    v.sqs_queue_name.clone(),
-                    v.sqs_queue_url.clone(),
-                )
+                let address = QueueAddress {
+                    endpoint: v.sqs_endpoint.clone(),
+                    name: v.sqs_queue_name.clone(),
+                    url: v.sqs_queue_url.clone(),
+                };
+                let endpoint = address
+                    .effective_endpoint()
+                    .map(|e| e.trim_end_matches('/').to_ascii_lowercase());
+                (endpoint, address.display_name())
             };
             let has_queue = rv.sqs_queue_name.is_some() || rv.sqs_queue_url.is_some();
             if let Some((other, _, _, _)) = routes[..i]
@@ -542,7 +547,19 @@ fn route_raw(route: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (Raw, Vec<
     let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     let mut map = std::collections::HashMap::new();
     let mut own = Vec::new();
+    // The queue is inherited whole or not at all: a route that names its own queue (by name or
+    // URL) takes neither of the top level's, or the top level's URL would win over its name.
+    let own_queue = [SQS_QUEUE_NAME, SQS_QUEUE_URL]
+        .iter()
+        .any(|name| set(lookup(&route_variable(route, name))).is_some());
     for v in VARIABLES {
+        if own_queue && [SQS_QUEUE_NAME, SQS_QUEUE_URL].contains(&v.name) {
+            if let Some(value) = set(lookup(&route_variable(route, v.name))) {
+                own.push(v.name);
+                map.insert(v.name.to_string(), value);
+            }
+            continue;
+        }
         let value = match v.scope {
             Scope::Global => continue,
             Scope::Route | Scope::RouteOnly => match set(lookup(&route_variable(route, v.name))) {
@@ -1650,6 +1667,48 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert!(Config::from_map(&vars(&[(ROUTES, &many), (SQS_QUEUE_NAME, "q")])).is_err());
+    }
+
+    #[test]
+    fn a_route_that_names_its_queue_inherits_no_part_of_the_top_level_queue() {
+        let c = Config::from_map(&vars(&[
+            (ROUTES, "a,b"),
+            (SQS_QUEUE_URL, "http://127.0.0.1:4566/000000000000/topq"),
+            ("CARRIER_ROUTE_A_SQS_QUEUE_NAME", "qa"),
+            (
+                "CARRIER_ROUTE_B_SQS_QUEUE_URL",
+                "http://127.0.0.1:4566/000000000000/qb",
+            ),
+        ]))
+        .unwrap();
+        let (a, b) = (&c.settings.routes[0].queue, &c.settings.routes[1].queue);
+        assert_eq!((a.name.as_deref(), a.url.as_deref()), (Some("qa"), None));
+        assert_eq!(b.name, None);
+        assert_eq!(b.display_name(), "qb");
+    }
+
+    #[test]
+    fn two_routes_on_one_queue_are_refused_however_it_is_spelled() {
+        let e = Config::from_map(&vars(&[
+            (ROUTES, "a,b"),
+            (SQS_ENDPOINT, "http://127.0.0.1:4566"),
+            ("CARRIER_ROUTE_A_SQS_QUEUE_NAME", "dupq"),
+            (
+                "CARRIER_ROUTE_B_SQS_QUEUE_URL",
+                "http://127.0.0.1:4566/000000000000/dupq",
+            ),
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("CARRIER_ROUTE_B_SQS_QUEUE_URL: route b reads the queue route a reads"),
+            "{e}"
+        );
+        let e = Config::from_map(&vars(&[(ROUTES, "Bad")])).unwrap_err();
+        assert!(
+            !e.to_string().contains("CARRIER_SQS_QUEUE_NAME is required"),
+            "{e}"
+        );
     }
 
     #[test]

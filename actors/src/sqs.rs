@@ -57,7 +57,7 @@ pub struct QueueAddress {
 
 impl QueueAddress {
     /// The endpoint to talk to: the configured one, else the origin of the queue URL.
-    fn effective_endpoint(&self) -> Option<String> {
+    pub fn effective_endpoint(&self) -> Option<String> {
         if let Some(e) = &self.endpoint {
             return Some(e.trim_end_matches('/').to_string());
         }
