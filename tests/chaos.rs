@@ -479,8 +479,51 @@ async fn sqs_faults_under_load() {
     ));
     let phase = Duration::from_secs(size(4, 20) as u64);
 
-    type Inject = fn(&FakeSqs);
-    let faults: [(&str, Inject); 6] = [
+    let faults = sqs_faults();
+    println!(
+        "chaos faults: | fault | carrier CPU % of a core | log lines/s | SQS calls/s | deleted/s |"
+    );
+    for (name, inject) in faults {
+        inject(&sqs);
+        let (cpu0, logs0, calls0, deleted0) = (
+            cpu_seconds(carrier.pid()),
+            carrier.log_count(),
+            total_calls(&sqs),
+            sqs.counts("faults").deleted,
+        );
+        tokio::time::sleep(phase).await; // the fault lasts this long: a duration, not an event
+        let secs = phase.as_secs_f64();
+        println!(
+            "chaos faults: | {name} | {:.1} | {:.1} | {:.0} | {:.0} |",
+            (cpu_seconds(carrier.pid()) - cpu0) * 100.0 / secs,
+            (carrier.log_count() - logs0) as f64 / secs,
+            (total_calls(&sqs) - calls0) as f64 / secs,
+            (sqs.counts("faults").deleted - deleted0) as f64 / secs,
+        );
+        sqs.clear_faults();
+        // Recovered: deletes flow again before the next fault.
+        let deleted = sqs.counts("faults").deleted;
+        sqs.wait("deletes again after the fault", patience(0), |s| {
+            (s.counts("faults").deleted > deleted + 10).then_some(())
+        })
+        .await;
+    }
+    stop_producing.store(true, Ordering::SeqCst);
+    let sent = producer.await.unwrap();
+    // The hung receive gives its receiver back at the SDK's attempt timeout (30 s); the other
+    // receivers carry on meanwhile.
+    wait_all_deleted(&sqs, "faults", sent.len(), patience(sent.len())).await;
+    stop(carrier, Duration::from_secs(10)).await;
+    account(&sqs, "faults", &answers, &[]).assert_exact("faults");
+}
+
+/// A fault injected into the fake SQS for one phase of a scenario.
+type Inject = fn(&FakeSqs);
+
+/// The SQS faults of the chaos phases, each for the whole phase: failing calls, throttling,
+/// resets, a hung receive, failing delete entries.
+fn sqs_faults() -> Vec<(&'static str, Inject)> {
+    vec![
         ("none (baseline)", |_| {}),
         ("5xx on every call", |s| {
             for op in [
@@ -525,42 +568,7 @@ async fn sqs_faults_under_load() {
                 Times::Fraction(0.3),
             );
         }),
-    ];
-    println!(
-        "chaos faults: | fault | carrier CPU % of a core | log lines/s | SQS calls/s | deleted/s |"
-    );
-    for (name, inject) in faults {
-        inject(&sqs);
-        let (cpu0, logs0, calls0, deleted0) = (
-            cpu_seconds(carrier.pid()),
-            carrier.log_count(),
-            total_calls(&sqs),
-            sqs.counts("faults").deleted,
-        );
-        tokio::time::sleep(phase).await; // the fault lasts this long: a duration, not an event
-        let secs = phase.as_secs_f64();
-        println!(
-            "chaos faults: | {name} | {:.1} | {:.1} | {:.0} | {:.0} |",
-            (cpu_seconds(carrier.pid()) - cpu0) * 100.0 / secs,
-            (carrier.log_count() - logs0) as f64 / secs,
-            (total_calls(&sqs) - calls0) as f64 / secs,
-            (sqs.counts("faults").deleted - deleted0) as f64 / secs,
-        );
-        sqs.clear_faults();
-        // Recovered: deletes flow again before the next fault.
-        let deleted = sqs.counts("faults").deleted;
-        sqs.wait("deletes again after the fault", patience(0), |s| {
-            (s.counts("faults").deleted > deleted + 10).then_some(())
-        })
-        .await;
-    }
-    stop_producing.store(true, Ordering::SeqCst);
-    let sent = producer.await.unwrap();
-    // The hung receive gives its receiver back at the SDK's attempt timeout (30 s); the other
-    // receivers carry on meanwhile.
-    wait_all_deleted(&sqs, "faults", sent.len(), patience(sent.len())).await;
-    stop(carrier, Duration::from_secs(10)).await;
-    account(&sqs, "faults", &answers, &[]).assert_exact("faults");
+    ]
 }
 
 fn total_calls(sqs: &FakeSqs) -> u64 {
@@ -1044,52 +1052,8 @@ async fn two_routes_with_faults_on_one_queue_account_exactly_per_route() {
     // webhook holds and what waits out a failure's 1 s visibility, about a third of a second's.
     let backlog_bound = 3 * clean_rate as u64;
 
-    type Inject = fn(&FakeSqs);
-    let faults: [(&str, Inject); 8] = [
-        ("none (baseline)", |_| {}),
-        ("5xx on every call", |s| {
-            for op in [
-                Op::ReceiveMessage,
-                Op::DeleteMessageBatch,
-                Op::ChangeMessageVisibilityBatch,
-            ] {
-                s.inject(op, Fault::service_unavailable(), Times::Always);
-            }
-        }),
-        ("throttling on every call", |s| {
-            for op in [
-                Op::ReceiveMessage,
-                Op::DeleteMessageBatch,
-                Op::ChangeMessageVisibilityBatch,
-            ] {
-                s.inject(op, Fault::throttled(), Times::Always);
-            }
-        }),
-        ("connection resets (30 %, some after the work)", |s| {
-            s.inject(Op::ReceiveMessage, Fault::Reset, Times::Fraction(0.15));
-            s.inject(Op::ReceiveMessage, Fault::ResetAfter, Times::Fraction(0.15));
-            s.inject(Op::DeleteMessageBatch, Fault::Reset, Times::Fraction(0.15));
-            s.inject(
-                Op::DeleteMessageBatch,
-                Fault::ResetAfter,
-                Times::Fraction(0.15),
-            );
-        }),
-        ("DeleteMessageBatch entries failing (30 %)", |s| {
-            s.fail_entries(
-                Op::DeleteMessageBatch,
-                Entries::Any,
-                EntryFault::internal_error(),
-                Times::Fraction(0.3),
-            );
-        }),
-        ("a ReceiveMessage that hangs past the SDK timeout", |s| {
-            s.inject(
-                Op::ReceiveMessage,
-                Fault::Hang(Duration::from_secs(45)),
-                Times::Next(1),
-            );
-        }),
+    let mut faults = sqs_faults();
+    faults.extend::<[(&str, Inject); 2]>([
         // Slow, not failing: what an SQS latency spike looks like.
         ("every ReceiveMessage answered after 1 s", |s| {
             s.inject(
@@ -1105,7 +1069,7 @@ async fn two_routes_with_faults_on_one_queue_account_exactly_per_route() {
                 Times::Always,
             );
         }),
-    ];
+    ]);
     println!(
         "chaos two routes: | fault on `faulted` | faulted deleted/s | clean deleted/s | clean produced/s | clean backlog, most | faulted backlog at the end |"
     );
