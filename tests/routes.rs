@@ -649,3 +649,28 @@ async fn exit_when_idle_waits_for_a_route_that_waits_for_slots() {
     sink.wait_answered_all(&bodies, T).await;
     second.wait_empty(T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_route_does_not_hold_a_backlogged_one_to_its_pace() {
+    let trickle = TestQueue::create("route-t-trickle", 30).await;
+    let backlog = TestQueue::create("route-t-backlog", 30).await;
+    let bodies = backlog.send_many("b", 40).await;
+    let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(50)));
+    let mut env = shared("trickle,backlog");
+    env.extend(CarrierProcess::route_env("trickle", &trickle, &sink));
+    env.extend(CarrierProcess::route_env("backlog", &backlog, &sink));
+    // Go's defaults but for workers: receives of one message.
+    env.push(("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()));
+    let _carrier = CarrierProcess::start_owned(&env);
+    // One message every second on the trickling route, for at most 20 s: the backlog must not
+    // move at one message per trickled one (40 s), nor wait out long polls.
+    let feed = tokio::spawn(async move {
+        for i in 0..20 {
+            trickle.send(&format!("t-{i}")).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    sink.wait_answered_all(&bodies, Duration::from_secs(15))
+        .await;
+    feed.abort();
+}
