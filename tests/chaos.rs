@@ -319,10 +319,9 @@ fn bodies(prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The environment of a busy carrier: batch 10, several receivers and workers.
-fn busy_env(sqs: &FakeSqs, queue: &str, sink: &Sink) -> Vec<(&'static str, String)> {
-    let mut env = sqs.carrier_env(queue, sink);
-    env.extend([
+/// What makes a carrier busy: batch 10, several receivers and workers, short timeouts.
+fn busy_settings() -> [(&'static str, String); 6] {
+    [
         ("CARRIER_SQS_BATCH_SIZE", "10".to_string()),
         ("CARRIER_SQS_RECEIVERS", size(2, 4).to_string()),
         ("CARRIER_SQS_RECEIVER_WORKERS", "10".to_string()),
@@ -333,7 +332,13 @@ fn busy_env(sqs: &FakeSqs, queue: &str, sink: &Sink) -> Vec<(&'static str, Strin
         // Failed deliveries come back after 1 s instead of the whole visibility timeout.
         ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
         ("CARRIER_SHUTDOWN_TIMEOUT", "10s".to_string()),
-    ]);
+    ]
+}
+
+/// The environment of a busy carrier: batch 10, several receivers and workers.
+fn busy_env(sqs: &FakeSqs, queue: &str, sink: &Sink) -> Vec<(&'static str, String)> {
+    let mut env = sqs.carrier_env(queue, sink);
+    env.extend(busy_settings());
     env
 }
 
@@ -1007,7 +1012,7 @@ async fn two_routes_with_faults_on_one_queue_account_exactly_per_route() {
         think: Duration::from_millis(20),
         ..Mix::default()
     });
-    let env: Vec<(&'static str, String)> = vec![
+    let mut env: Vec<(&'static str, String)> = vec![
         ("CARRIER_ROUTES", "faulted,clean".to_string()),
         (
             "CARRIER_ROUTE_FAULTED_SQS_ENDPOINT",
@@ -1027,16 +1032,8 @@ async fn two_routes_with_faults_on_one_queue_account_exactly_per_route() {
         ),
         ("CARRIER_ROUTE_CLEAN_SQS_QUEUE_NAME", "clean".to_string()),
         ("CARRIER_WEBHOOK_ENDPOINT", sink.url.clone()),
-        ("CARRIER_SQS_BATCH_SIZE", "10".to_string()),
-        ("CARRIER_SQS_RECEIVERS", size(2, 4).to_string()),
-        ("CARRIER_SQS_RECEIVER_WORKERS", "10".to_string()),
-        (
-            "CARRIER_WEBHOOK_REQUEST_TIMEOUT",
-            REQUEST_TIMEOUT.to_string(),
-        ),
-        ("CARRIER_WEBHOOK_ERROR_VISIBILITY_TIMEOUT", "1s".to_string()),
-        ("CARRIER_SHUTDOWN_TIMEOUT", "10s".to_string()),
     ];
+    env.extend(busy_settings());
     let carrier = CarrierProcess::start(&env);
     carrier.wait_log("carrier has arrived", patience(0)).await;
     let stop_producing = Arc::new(AtomicBool::new(false));

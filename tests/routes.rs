@@ -20,6 +20,14 @@ fn shared(routes: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// When each request to `path` arrived.
+fn arrivals<'a>(requests: &'a [Request], path: &'a str) -> impl Iterator<Item = Instant> + 'a {
+    requests
+        .iter()
+        .filter(move |r| r.path == path)
+        .map(|r| r.at)
+}
+
 fn on(requests: &[Request], path: &str) -> Vec<Request> {
     requests
         .iter()
@@ -231,18 +239,8 @@ async fn strict_order_delivers_nothing_from_a_later_route_while_an_earlier_one_h
     })
     .await;
     let requests = sink.requests();
-    let last_first = requests
-        .iter()
-        .filter(|r| r.path == "/first")
-        .map(|r| r.at)
-        .max()
-        .unwrap();
-    let first_second = requests
-        .iter()
-        .filter(|r| r.path == "/second")
-        .map(|r| r.at)
-        .min()
-        .unwrap();
+    let last_first = arrivals(&requests, "/first").max().unwrap();
+    let first_second = arrivals(&requests, "/second").min().unwrap();
     assert_eq!(requests.iter().filter(|r| r.path == "/first").count(), 30);
     assert!(
         last_first < first_second,
@@ -589,12 +587,7 @@ async fn a_high_weight_queue_running_dry_hands_its_slots_over_at_once() {
     let _carrier = CarrierProcess::start_owned(&env);
     sink.wait_answered_all(&bodies, T).await;
     let requests = sink.requests();
-    let last_high = requests
-        .iter()
-        .filter(|r| r.path == "/high")
-        .map(|r| r.at)
-        .max()
-        .unwrap();
+    let last_high = arrivals(&requests, "/high").max().unwrap();
     let low_after: Vec<Instant> = requests
         .iter()
         .filter(|r| r.path == "/low" && r.at > last_high)

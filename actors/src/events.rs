@@ -290,9 +290,6 @@ impl Events {
     }
 
     fn sqs_error_counted(&self, operation: &'static str) {
-        if operation == "ReceiveMessage" {
-            self.stats.receive_errors.inc();
-        }
         self.stats
             .sqs_errors
             .get_or_create(&self.labelled("operation", operation))

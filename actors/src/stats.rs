@@ -41,8 +41,6 @@ pub struct Stats {
     pub(crate) webhook_latency: Family<Label, Histogram, fn() -> Histogram>,
     pub(crate) sqs_errors: Family<Label, Counter>,
     pub(crate) sqs_errors_total: Counter,
-    /// Failed ReceiveMessage calls, all routes (an idle run must not count them as empty).
-    pub(crate) receive_errors: Counter,
     pub(crate) sqs_latency: Family<Label, Histogram, fn() -> Histogram>,
     pub(crate) extensions: Family<RouteLabel, Counter>,
     /// Messages SQS handed out again while carrier held them (joined their lease).
@@ -116,7 +114,6 @@ impl Stats {
             webhook_latency: Family::new_with_constructor(latency_histogram),
             sqs_errors: Family::default(),
             sqs_errors_total: Counter::default(),
-            receive_errors: Counter::default(),
             sqs_latency: Family::new_with_constructor(latency_histogram),
             extensions: Family::default(),
             redelivered_while_held: Family::default(),
@@ -283,9 +280,18 @@ impl Stats {
         }
     }
 
-    /// Failed ReceiveMessage calls (an idle run must not count them as an empty queue).
+    /// Failed ReceiveMessage calls, all routes (an idle run must not count them as an empty
+    /// queue).
     pub(crate) fn receive_errors(&self) -> u64 {
-        self.receive_errors.get()
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes
+            .iter()
+            .map(|r| {
+                self.sqs_errors
+                    .get_or_create(&[("route", *r), ("operation", "ReceiveMessage")])
+                    .get()
+            })
+            .sum()
     }
 
     /// Whether a warning of `kind` may be logged now. At most [`THROTTLE_BURST`] per kind in each

@@ -105,9 +105,6 @@ pub(crate) struct Supervisor {
     startups: Vec<SpawnHandle>,
     /// The routes started so far, by index in `settings.routes`.
     routes: Vec<Option<Route>>,
-    /// Every receiver of every route started so far.
-    receivers: Vec<Addr<SqsReceiverActor>>,
-    transmitters: Vec<Addr<WebhookTransmitterActor>>,
     /// The delivery slots all routes share.
     slots: Slots,
     health: Option<Addr<HealthCheckActor>>,
@@ -155,8 +152,6 @@ impl Supervisor {
             root_log,
             phase: Phase::Starting,
             startups: Vec::new(),
-            receivers: Vec::new(),
-            transmitters: Vec::new(),
             slots,
             health: None,
             threads: Vec::new(),
@@ -175,6 +170,14 @@ impl Supervisor {
 
     fn log(&self) -> &Logger {
         self.events.log()
+    }
+
+    /// Every receiver of every route started so far.
+    fn receivers(&self) -> impl Iterator<Item = &Addr<SqsReceiverActor>> {
+        self.routes
+            .iter()
+            .flatten()
+            .flat_map(|r| r.receivers.iter())
     }
 
     /// The route's root logger: its log lines carry `route`.
@@ -293,8 +296,6 @@ impl Supervisor {
         if started.attributes_unknown {
             self.learn_attributes(index, started.queue.clone(), events, ctx);
         }
-        self.receivers.extend(route.receivers.iter().cloned());
-        self.transmitters.extend(route.transmitters.iter().cloned());
         if self.arrived && !self.paused && !self.held {
             for r in &route.receivers {
                 r.do_send(Resume);
@@ -314,7 +315,7 @@ impl Supervisor {
                 self.paused = false;
                 self.held = false;
                 info!(self.log(), "receiving resumed");
-                for r in &self.receivers {
+                for r in self.receivers() {
                     r.do_send(Resume);
                 }
             }
@@ -325,7 +326,7 @@ impl Supervisor {
             "workers_per_receiver" => self.settings.workers_per_receiver,
             "batch_size" => self.settings.routes[0].batch_size,
             "routes" => self.settings.routes.len());
-        for r in &self.receivers {
+        for r in self.receivers() {
             r.do_send(Resume);
         }
     }
@@ -336,7 +337,7 @@ impl Supervisor {
             self.paused = true;
             info!(self.log(), "receiving paused until the webhook is healthy again";
                 "in_flight" => self.events.stats().snapshot().in_flight);
-            for r in &self.receivers {
+            for r in self.receivers() {
                 r.do_send(Pause);
             }
         }
@@ -346,7 +347,7 @@ impl Supervisor {
     fn hold(&mut self) {
         if !self.paused && !self.held {
             self.held = true;
-            for r in &self.receivers {
+            for r in self.receivers() {
                 r.do_send(Pause);
             }
         }
@@ -409,8 +410,7 @@ impl Supervisor {
             "shutdown_timeout_ms" => timeout.as_millis() as u64);
         let deadline = Instant::now() + timeout;
         let waits: Vec<_> = self
-            .receivers
-            .iter()
+            .receivers()
             .map(|r| {
                 let (done, wait) = oneshot::channel();
                 r.do_send(Drain { deadline, done });
@@ -534,13 +534,23 @@ impl Handler<Inject> for Supervisor {
     fn handle(&mut self, Inject(fault): Inject, _ctx: &mut Self::Context) {
         warn!(self.log(), "injecting fault"; "fault" => ?fault);
         match fault {
-            Fault::StopReceiver(n) if !self.receivers.is_empty() => {
-                self.receivers[n % self.receivers.len()].do_send(Crash)
+            Fault::StopReceiver(n) => {
+                let receivers: Vec<_> = self.receivers().collect();
+                if !receivers.is_empty() {
+                    receivers[n % receivers.len()].do_send(Crash)
+                }
             }
-            Fault::StopTransmitter(n) if !self.transmitters.is_empty() => {
-                self.transmitters[n % self.transmitters.len()].do_send(Crash)
+            Fault::StopTransmitter(n) => {
+                let transmitters: Vec<&Addr<WebhookTransmitterActor>> = self
+                    .routes
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.transmitters.iter())
+                    .collect();
+                if !transmitters.is_empty() {
+                    transmitters[n % transmitters.len()].do_send(Crash)
+                }
             }
-            _ => {}
         }
     }
 }
