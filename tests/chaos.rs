@@ -281,7 +281,13 @@ fn explain(
             continue;
         }
         if i > 0 {
-            let previous = successes[i - 1];
+            // A crash explains the duplicate when the process that crashed held the earlier
+            // lease: SQS gave the message out before the crash, and again after it. (Not the
+            // time of the earlier success answer: a webhook still answering a request when its
+            // sender was killed answers after the crash.)
+            let previous = accepted_receives
+                .last()
+                .map_or(successes[i - 1], |&r: &usize| m.receives[r].at);
             let redelivered = m.receives[receive].at;
             if crashes.iter().any(|c| previous <= *c && *c <= redelivered) {
                 a.duplicates_after_crash += 1;
