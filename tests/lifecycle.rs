@@ -618,6 +618,22 @@ async fn a_backoff_maximum_over_a_zero_error_timeout_exits_2_naming_both() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_port_in_use_exits_2_saying_so_without_a_panic() {
+    // Something else already listens where the admin endpoints should.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut env = unreachable(free_port());
+    env.push(("CARRIER_ADMIN_ADDR", addr.to_string()));
+    let mut carrier = CarrierProcess::start(&env);
+    assert_eq!(carrier.wait_exit(T).await.code(), Some(2));
+    let stderr = carrier.stderr();
+    let needle = format!("cannot serve the admin endpoints on {addr}");
+    assert!(stderr.contains(&needle), "missing {needle:?} in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_configuration_names_the_unknown_variables_with_a_hint() {
     let mut carrier = CarrierProcess::start(&[
         ("CARRIER_SQS_QUEUE_NMAE", "jobs".into()),

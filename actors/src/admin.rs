@@ -47,15 +47,20 @@ struct State {
     readiness: Arc<Readiness>,
 }
 
-/// Binds `addr` now (so a bad address fails at start) and serves from a thread of its own.
+/// Binds `addr`: before anything else starts, so an address in use or not this host's fails
+/// the start cleanly.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+/// Serves the admin endpoints on `listener` from a thread of its own.
 pub(crate) fn serve(
-    addr: SocketAddr,
+    listener: TcpListener,
     supervisor: Addr<Supervisor>,
     stats: Arc<Stats>,
     readiness: Arc<Readiness>,
     log: Logger,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let state = Arc::new(State {
         supervisor,

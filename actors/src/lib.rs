@@ -264,7 +264,16 @@ impl Carrier {
         let tls = http::TlsConfigs::new(endpoints).map_err(StartError::Tls)?;
         let readiness = Arc::new(Readiness::default());
         let (exit_tx, exit) = oneshot::channel();
-        let admin_addr = settings.admin_addr;
+        // Bound before the supervisor starts: a start that fails here leaves no actor behind
+        // (one dropped with the system outside its runtime would panic on the way out).
+        let admin = settings
+            .admin_addr
+            .map(|addr| {
+                admin::bind(addr)
+                    .map(|listener| (addr, listener))
+                    .map_err(|error| StartError::Admin { addr, error })
+            })
+            .transpose()?;
         let supervisor = Supervisor::new(
             Arc::new(settings),
             stats.clone(),
@@ -274,9 +283,9 @@ impl Carrier {
             exit_tx,
         )
         .start();
-        if let Some(addr) = admin_addr {
+        if let Some((addr, listener)) = admin {
             admin::serve(
-                addr,
+                listener,
                 supervisor.clone(),
                 stats.clone(),
                 readiness.clone(),
