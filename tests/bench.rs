@@ -338,6 +338,12 @@ async fn bench() {
         ("CARRIER_SQS_RECEIVER_WORKERS", "10"),
     ];
     let two = [batch[0], batch[1], ("CARRIER_SQS_RECEIVERS", "2")];
+    // 80 slots: a weight-1 route of two at 3 : 1 has 20, two full receives.
+    let two_by_40 = [
+        batch[0],
+        ("CARRIER_SQS_RECEIVER_WORKERS", "40"),
+        ("CARRIER_SQS_RECEIVERS", "2"),
+    ];
     let two_threads = [two[0], two[1], two[2], ("CARRIER_THREADS", "2")];
     let lambda = |size: &'static str, window: &'static str, workers: &'static str| {
         vec![
@@ -448,6 +454,24 @@ async fn bench() {
             Bodies::Plain(0),
             Queues::TwoRoutes,
         ),
+        // The same two rows at 80 slots: the weight-1 route's share is two full receives, not
+        // half of one.
+        (
+            "one route, queue kept full, 2 × 40",
+            n,
+            two_by_40.to_vec(),
+            false,
+            Bodies::Plain(0),
+            Queues::OneKeptFull,
+        ),
+        (
+            "two routes 3:1, both kept full, 2 × 40 slots shared",
+            n,
+            two_by_40.to_vec(),
+            false,
+            Bodies::Plain(0),
+            Queues::TwoRoutes,
+        ),
     ];
     // `CARRIER_BENCH_ONLY=i` (or `i,j,...`): only those rows of the table (scripts/flamegraph
     // profiles the first).
@@ -510,13 +534,22 @@ async fn bench() {
             println!("|   ⚠ {slow} run(s) below half the median throughput | | | | | | | | | |");
         }
     }
-    let of = |queues| results.iter().find(|r| r.2 == queues).map(|r| &r.3);
-    if let (Some(one), Some(two)) = (of(Queues::OneKeptFull), of(Queues::TwoRoutes)) {
+    // Each two-route row against the one-route row before it (the same slots).
+    let pairs = results.iter().enumerate().filter_map(|(j, r)| {
+        let i = results[..j]
+            .iter()
+            .rposition(|r| r.2 == Queues::OneKeptFull)?;
+        (r.2 == Queues::TwoRoutes).then_some((i, j))
+    });
+    for (i, j) in pairs {
+        let (one, two) = (&results[i].3, &results[j].3);
         // Run i of each row ran one after the other: their ratio cancels most of the drift.
         let ratio =
             |get: fn(&Run) -> f64| spread(one.iter().zip(two).map(|(o, t)| get(t) / get(o)), 3);
         println!(
-            "\n| two routes 3:1 against one route, same slots ({k} pairs of runs side by side) | min / median / max |\n|---|---|"
+            "\n| two routes 3:1 against one route, same slots: rows {} and {} ({k} pairs of runs side by side) | min / median / max |\n|---|---|",
+            chosen[i] + 1,
+            chosen[j] + 1
         );
         println!("| msg/s, two ÷ one | {} |", ratio(|r| r.msgs_per_sec));
         println!(
