@@ -251,6 +251,19 @@ fn receive_at(m: &MessageRecord, at: Instant) -> Option<usize> {
     m.receives.iter().rposition(|r| r.at <= at)
 }
 
+/// When receive `r`'s lease of `m` would lapse: its visibility timeout from the receive, moved by
+/// each visibility change made with its handle that took effect.
+fn lease_end(m: &MessageRecord, r: usize) -> Instant {
+    let receive = &m.receives[r];
+    m.visibility_changes()
+        .into_iter()
+        .filter(|a| a.receive == r)
+        .fold(
+            receive.at + Duration::from_secs(receive.visibility_timeout.into()),
+            |_, a| a.at + Duration::from_secs(a.visibility_timeout.unwrap_or(0).into()),
+        )
+}
+
 fn explain(
     m: &MessageRecord,
     answers: &[(Instant, Verdict)],
@@ -282,14 +295,19 @@ fn explain(
         }
         if i > 0 {
             // A crash explains the duplicate when the process that crashed held the earlier
-            // lease: SQS gave the message out before the crash, and again after it. (Not the
-            // time of the earlier success answer: a webhook still answering a request when its
-            // sender was killed answers after the crash.)
-            let previous = accepted_receives
-                .last()
-                .map_or(successes[i - 1], |&r: &usize| m.receives[r].at);
+            // lease: SQS gave the message out before the crash, the lease had not lapsed by then,
+            // and SQS gave it out again after. (Not the time the earlier success was answered: a
+            // webhook still answering a request when its sender was killed answers after the
+            // crash.)
+            let (previous, held_until) = match accepted_receives.last() {
+                Some(&r) => (m.receives[r].at, lease_end(m, r)),
+                None => (successes[i - 1], successes[i - 1]),
+            };
             let redelivered = m.receives[receive].at;
-            if crashes.iter().any(|c| previous <= *c && *c <= redelivered) {
+            if crashes
+                .iter()
+                .any(|c| previous <= *c && *c <= held_until && *c <= redelivered)
+            {
                 a.duplicates_after_crash += 1;
             } else {
                 a.duplicates_after_lapse += 1;
