@@ -84,13 +84,17 @@ const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Writes out the queued log lines, but never waits more than [`LOG_FLUSH_LIMIT`] for a stdout that
 /// does not drain (a stalled log shipper must not keep carrier from exiting).
+/// Without a thread to spare (a process limit reached), the lines are left unwritten rather than
+/// risk waiting for ever.
 fn flush_logs(guard: AsyncGuard) {
     let (flushed, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let flusher = std::thread::Builder::new().spawn(move || {
         drop(guard);
         let _ = flushed.send(());
     });
-    let _ = done.recv_timeout(LOG_FLUSH_LIMIT);
+    if flusher.is_ok() {
+        let _ = done.recv_timeout(LOG_FLUSH_LIMIT);
+    }
 }
 
 /// The SIGTERM and SIGINT listeners, installed first thing: a signal that comes before carrier

@@ -633,6 +633,65 @@ async fn an_admin_port_in_use_exits_2_saying_so_without_a_panic() {
     drop(taken);
 }
 
+/// With no thread to spare for the admin endpoints (a process limit reached), carrier says so
+/// and exits 2: no actor is left to panic on the way out, and the log flush does not panic either.
+/// Needs root (to run as `nobody` under `prlimit --nproc=2`, which root itself would ignore) and
+/// util-linux's `setpriv` and `prlimit`; CI has both. Elsewhere it says why it did not run.
+#[test]
+fn no_thread_for_the_admin_endpoints_exits_2_without_a_panic() {
+    use std::process::Command;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let tools = ["setpriv", "prlimit"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !(root && tools) {
+        eprintln!("not run: needs root, setpriv and prlimit (root: {root}, tools: {tools})");
+        return;
+    }
+    let binary = std::env::var("CARRIER_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_carrier").to_string());
+    let nobody_can_run_it = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "test",
+            "-x",
+            &binary,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !nobody_can_run_it {
+        eprintln!("not run: user nobody cannot execute {binary}");
+        return;
+    }
+    let out = Command::new("timeout")
+        .args(["20", "prlimit", "--nproc=2", "setpriv"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", &binary])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(unreachable(free_port()))
+        .env("CARRIER_ADMIN_ADDR", "127.0.0.1:0")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("cannot serve the admin endpoints on 127.0.0.1:0"),
+        "stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "no panic trace:\n{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_configuration_names_the_unknown_variables_with_a_hint() {
     let mut carrier = CarrierProcess::start(&[

@@ -67,7 +67,7 @@ mod transmitter;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Addr, AsyncContext, Context};
 use slog::Logger;
 use tokio::sync::oneshot;
 
@@ -274,25 +274,28 @@ impl Carrier {
                     .map_err(|error| StartError::Admin { addr, error })
             })
             .transpose()?;
-        let supervisor = Supervisor::new(
+        // The supervisor's mailbox exists before the actor runs, so the admin endpoints can be
+        // started first: if they cannot be (no thread for them), no actor has started, and none
+        // is dropped with the system outside its runtime (which panics on the way out).
+        let context = Context::<Supervisor>::new();
+        if let Some((addr, listener)) = admin {
+            admin::serve(
+                listener,
+                context.address(),
+                stats.clone(),
+                readiness.clone(),
+                log.clone(),
+            )
+            .map_err(|error| StartError::Admin { addr, error })?;
+        }
+        let supervisor = context.run(Supervisor::new(
             Arc::new(settings),
             stats.clone(),
             tls,
             readiness.clone(),
-            log.clone(),
+            log,
             exit_tx,
-        )
-        .start();
-        if let Some((addr, listener)) = admin {
-            admin::serve(
-                listener,
-                supervisor.clone(),
-                stats.clone(),
-                readiness.clone(),
-                log,
-            )
-            .map_err(|error| StartError::Admin { addr, error })?;
-        }
+        ));
         Ok(Carrier {
             supervisor,
             exit,
