@@ -534,11 +534,14 @@ async fn bench() {
             println!("|   ⚠ {slow} run(s) below half the median throughput | | | | | | | | | |");
         }
     }
-    // Each two-route row against the one-route row before it (the same slots).
+    // Each two-route row against a one-route row chosen with it that has the same settings
+    // (the same slots); a two-route row chosen without one is not compared.
+    let env = |k: usize| &configs[chosen[k]].2;
     let pairs = results.iter().enumerate().filter_map(|(j, r)| {
-        let i = results[..j]
+        let i = results
             .iter()
-            .rposition(|r| r.2 == Queues::OneKeptFull)?;
+            .enumerate()
+            .position(|(i, one)| one.2 == Queues::OneKeptFull && env(i) == env(j))?;
         (r.2 == Queues::TwoRoutes).then_some((i, j))
     });
     for (i, j) in pairs {
