@@ -255,13 +255,10 @@ fn receive_at(m: &MessageRecord, at: Instant) -> Option<usize> {
 /// each visibility change made with its handle that took effect.
 fn lease_end(m: &MessageRecord, r: usize) -> Instant {
     let receive = &m.receives[r];
-    m.visibility_changes()
-        .into_iter()
-        .filter(|a| a.receive == r)
-        .fold(
-            receive.at + Duration::from_secs(receive.visibility_timeout.into()),
-            |_, a| a.at + Duration::from_secs(a.visibility_timeout.unwrap_or(0).into()),
-        )
+    match m.visibility_changes().into_iter().rfind(|a| a.receive == r) {
+        Some(last) => last.at + Duration::from_secs(last.visibility_timeout.unwrap_or(0).into()),
+        None => receive.at + Duration::from_secs(receive.visibility_timeout.into()),
+    }
 }
 
 fn explain(

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{moto, CarrierProcess, Reply, Request, Sink, TestQueue};
+use support::{CarrierProcess, Reply, Request, Sink, TestQueue};
 
 /// The share of `path` among requests to `a` and `b`.
 fn share(requests: &[Request], a: &str, b: &str) -> (usize, usize) {
@@ -25,12 +25,7 @@ async fn weights_3_to_1_with_both_queues_full_give_3_to_1_deliveries() {
     low.send_many("l", 450).await;
     // The worker: 8 slots, 40 ms a message.
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(40)));
-    let mut env = vec![
-        ("CARRIER_SQS_ENDPOINT".to_string(), moto().endpoint.clone()),
-        ("CARRIER_ROUTES".to_string(), "high,low".to_string()),
-    ];
-    env.extend(CarrierProcess::route_env("high", &high, &sink));
-    env.extend(CarrierProcess::route_env("low", &low, &sink));
+    let mut env = CarrierProcess::routes_env(&[("high", &high), ("low", &low)], &sink);
     env.extend([
         ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "3".into()),
         // 8 slots as 4 receivers × 2 workers: each route's receives are of at most 2, so

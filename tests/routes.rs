@@ -64,10 +64,10 @@ async fn each_queue_reaches_only_its_route_s_endpoint_with_its_route_s_settings(
     let batch_bodies = batch.send_many("record", 5).await;
     let sink = Sink::answering(200);
     let port = free_port();
-    let mut env = shared("orders,events,batch");
-    env.extend(CarrierProcess::route_env("orders", &orders, &sink));
-    env.extend(CarrierProcess::route_env("events", &events, &sink));
-    env.extend(CarrierProcess::route_env("batch", &batch, &sink));
+    let mut env = CarrierProcess::routes_env(
+        &[("orders", &orders), ("events", &events), ("batch", &batch)],
+        &sink,
+    );
     env.extend([
         ("CARRIER_ADMIN_ADDR".into(), format!("127.0.0.1:{port}")),
         // Said once, inherited by orders and batch; events sets its own.
@@ -195,9 +195,7 @@ async fn an_empty_high_weight_queue_leaves_no_slot_idle() {
     let bodies = low.send_many("l", 40).await;
     let answer = Duration::from_millis(400);
     let sink = Sink::start(move |_, _| Reply::status(200).after(answer));
-    let mut env = shared("high,low");
-    env.extend(CarrierProcess::route_env("high", &high, &sink));
-    env.extend(CarrierProcess::route_env("low", &low, &sink));
+    let mut env = CarrierProcess::routes_env(&[("high", &high), ("low", &low)], &sink);
     env.extend([
         ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
         ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
@@ -221,9 +219,7 @@ async fn strict_order_delivers_nothing_from_a_later_route_while_an_earlier_one_h
         let delay = if r.path == "/second" { 150 } else { 20 };
         Reply::status(200).after(Duration::from_millis(delay))
     });
-    let mut env = shared("first,second");
-    env.extend(CarrierProcess::route_env("first", &first, &sink));
-    env.extend(CarrierProcess::route_env("second", &second, &sink));
+    let mut env = CarrierProcess::routes_env(&[("first", &first), ("second", &second)], &sink);
     env.extend([
         ("CARRIER_ROUTES_POLICY".into(), "strict".into()),
         ("CARRIER_SQS_RECEIVER_WORKERS".into(), "2".into()),
@@ -291,9 +287,7 @@ async fn fifo_and_standard_routes_work_side_by_side() {
     }
     let plain_bodies = plain.send_many("p", 20).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(30)));
-    let mut env = shared("fifo,plain");
-    env.extend(CarrierProcess::route_env("fifo", &fifo, &sink));
-    env.extend(CarrierProcess::route_env("plain", &plain, &sink));
+    let mut env = CarrierProcess::routes_env(&[("fifo", &fifo), ("plain", &plain)], &sink);
     // One slot: the FIFO route receives only once its last message is deleted. (moto's FIFO long
     // poll never sees a group freed while it waits, so a receive made while a group is in flight
     // would sit out its 20 s; SQS has no such gap.)
@@ -331,9 +325,7 @@ async fn a_pause_holds_every_route_and_a_resume_frees_them_all() {
     let a = TestQueue::create("route-p-a", 30).await;
     let b = TestQueue::create("route-p-b", 30).await;
     let sink = Sink::answering(200);
-    let mut env = shared("a,b");
-    env.extend(CarrierProcess::route_env("a", &a, &sink));
-    env.extend(CarrierProcess::route_env("b", &b, &sink));
+    let mut env = CarrierProcess::routes_env(&[("a", &a), ("b", &b)], &sink);
     env.extend([
         (
             "CARRIER_WEBHOOK_HEALTH_CHECK_ENDPOINT".into(),
@@ -379,9 +371,7 @@ async fn sigterm_drains_every_route_and_exit_when_idle_waits_for_all() {
     let b = TestQueue::create("route-d-b", 30).await;
     let (bodies_a, bodies_b) = (a.send_many("a", 2).await, b.send_many("b", 2).await);
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_secs(1)));
-    let mut env = shared("a,b");
-    env.extend(CarrierProcess::route_env("a", &a, &sink));
-    env.extend(CarrierProcess::route_env("b", &b, &sink));
+    let mut env = CarrierProcess::routes_env(&[("a", &a), ("b", &b)], &sink);
     env.push(("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()));
     let mut carrier = CarrierProcess::start_owned(&env.clone());
     // Both routes have deliveries running...
@@ -431,9 +421,7 @@ async fn a_route_whose_queue_is_deleted_backs_off_without_slowing_the_others() {
     let kept = TestQueue::create("route-kept", 30).await;
     let sink = Sink::answering(200);
     let port = free_port();
-    let mut env = shared("gone,kept");
-    env.extend(CarrierProcess::route_env("gone", &gone, &sink));
-    env.extend(CarrierProcess::route_env("kept", &kept, &sink));
+    let mut env = CarrierProcess::routes_env(&[("gone", &gone), ("kept", &kept)], &sink);
     env.push(("CARRIER_ADMIN_ADDR".into(), format!("127.0.0.1:{port}")));
     let carrier = CarrierProcess::start_owned(&env);
     carrier.wait_log_count("queue resolved", 2, T).await;
@@ -576,9 +564,7 @@ async fn a_high_weight_queue_running_dry_hands_its_slots_over_at_once() {
     high.send_many("h", 24).await;
     let bodies = low.send_many("l", 24).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(100)));
-    let mut env = shared("high,low");
-    env.extend(CarrierProcess::route_env("high", &high, &sink));
-    env.extend(CarrierProcess::route_env("low", &low, &sink));
+    let mut env = CarrierProcess::routes_env(&[("high", &high), ("low", &low)], &sink);
     env.extend([
         ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
         ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
@@ -627,9 +613,7 @@ async fn exit_when_idle_waits_for_a_route_that_waits_for_slots() {
     let second = TestQueue::create("route-i-second", 30).await;
     let bodies = second.send_many("s", 10).await;
     let sink = Sink::answering(200);
-    let mut env = shared("first,second");
-    env.extend(CarrierProcess::route_env("first", &first, &sink));
-    env.extend(CarrierProcess::route_env("second", &second, &sink));
+    let mut env = CarrierProcess::routes_env(&[("first", &first), ("second", &second)], &sink);
     env.extend([
         // The second route waits for the first one's first receive, a 20 s long poll on an
         // empty queue: nothing is received meanwhile, but the run is not idle.
@@ -649,9 +633,8 @@ async fn a_trickling_route_does_not_hold_a_backlogged_one_to_its_pace() {
     let backlog = TestQueue::create("route-t-backlog", 30).await;
     let bodies = backlog.send_many("b", 40).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(50)));
-    let mut env = shared("trickle,backlog");
-    env.extend(CarrierProcess::route_env("trickle", &trickle, &sink));
-    env.extend(CarrierProcess::route_env("backlog", &backlog, &sink));
+    let mut env =
+        CarrierProcess::routes_env(&[("trickle", &trickle), ("backlog", &backlog)], &sink);
     // Go's defaults but for workers: receives of one message.
     env.push(("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()));
     let _carrier = CarrierProcess::start_owned(&env);

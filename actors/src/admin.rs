@@ -9,7 +9,7 @@
 //! It reads shared state; it never changes anything.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,13 +47,8 @@ struct State {
     readiness: Arc<Readiness>,
 }
 
-/// Binds `addr`: before anything else starts, so an address in use or not this host's fails
-/// the start cleanly.
-pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-}
-
-/// Serves the admin endpoints on `listener` from a thread of its own.
+/// Serves the admin endpoints on `listener` (bound by the caller before anything else starts,
+/// so an address in use fails the start cleanly) from a thread of its own.
 pub(crate) fn serve(
     listener: TcpListener,
     supervisor: Addr<Supervisor>,

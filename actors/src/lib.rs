@@ -269,7 +269,7 @@ impl Carrier {
         let admin = settings
             .admin_addr
             .map(|addr| {
-                admin::bind(addr)
+                std::net::TcpListener::bind(addr)
                     .map(|listener| (addr, listener))
                     .map_err(|error| StartError::Admin { addr, error })
             })

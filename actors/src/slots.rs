@@ -26,6 +26,14 @@ struct Shared {
     receivers: Mutex<Receivers>,
 }
 
+impl Shared {
+    fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
+        // The scheduler's state stays consistent between calls: a panic elsewhere cannot leave
+        // it half-updated, so a poisoned lock is still usable.
+        self.scheduler.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The slots of every route.
 #[derive(Clone)]
 pub(crate) struct Slots(Arc<Shared>);
@@ -39,9 +47,10 @@ impl Slots {
         }))
     }
 
-    /// See [`RouteSlots::all_idle`].
+    /// Every route's last receive came back empty and no receiver waits for a slot: what
+    /// `CARRIER_EXIT_WHEN_IDLE` needs besides an unchanged count.
     pub fn all_idle(&self) -> bool {
-        self.route(0).all_idle()
+        self.0.scheduler().all_idle()
     }
 
     /// One route's view.
@@ -62,12 +71,7 @@ pub(crate) struct RouteSlots {
 
 impl RouteSlots {
     fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
-        // The scheduler's state stays consistent between calls: a panic elsewhere cannot leave
-        // it half-updated, so a poisoned lock is still usable.
-        self.shared
-            .scheduler
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared.scheduler()
     }
 
     /// May receiver `id` receive up to `want` messages now? On [`Grant::Wait`] it is woken with
@@ -138,12 +142,6 @@ impl RouteSlots {
     pub fn unavailable(&self) {
         self.scheduler().unavailable(self.route);
         self.wake();
-    }
-
-    /// Every route's last receive came back empty and no receiver waits for a slot: what
-    /// `CARRIER_EXIT_WHEN_IDLE` needs besides an unchanged count.
-    pub fn all_idle(&self) -> bool {
-        self.scheduler().all_idle()
     }
 
     /// Wakes the receivers the scheduler names.

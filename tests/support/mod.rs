@@ -729,6 +729,20 @@ impl CarrierProcess {
         Self::start(&env)
     }
 
+    /// A carrier of these routes, in order, on moto: `CARRIER_ROUTES`, the shared SQS endpoint,
+    /// and each route's [`CarrierProcess::route_env`].
+    pub fn routes_env(routes: &[(&str, &TestQueue)], sink: &Sink) -> Vec<(String, String)> {
+        let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();
+        let mut env = vec![
+            ("CARRIER_SQS_ENDPOINT".to_string(), moto().endpoint.clone()),
+            ("CARRIER_ROUTES".to_string(), names.join(",")),
+        ];
+        for (name, queue) in routes {
+            env.extend(Self::route_env(name, queue, sink));
+        }
+        env
+    }
+
     /// `CARRIER_ROUTE_<NAME>_…` for a route reading `queue` and POSTing to the sink's path
     /// `/{name}` (so the sink tells the routes apart).
     pub fn route_env(name: &str, queue: &TestQueue, sink: &Sink) -> Vec<(String, String)> {
