@@ -28,6 +28,17 @@ fn arrivals<'a>(requests: &'a [Request], path: &'a str) -> impl Iterator<Item = 
         .map(|r| r.at)
 }
 
+/// Routes `high` (weight 1000) and `low` (weight 1) sharing 4 slots, receives of at most 4.
+fn high_over_low(high: &TestQueue, low: &TestQueue, sink: &Sink) -> Vec<(String, String)> {
+    let mut env = CarrierProcess::routes_env(&[("high", high), ("low", low)], sink);
+    env.extend([
+        ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
+        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
+        ("CARRIER_SQS_BATCH_SIZE".into(), "4".into()),
+    ]);
+    env
+}
+
 fn on(requests: &[Request], path: &str) -> Vec<Request> {
     requests
         .iter()
@@ -195,13 +206,7 @@ async fn an_empty_high_weight_queue_leaves_no_slot_idle() {
     let bodies = low.send_many("l", 40).await;
     let answer = Duration::from_millis(400);
     let sink = Sink::start(move |_, _| Reply::status(200).after(answer));
-    let mut env = CarrierProcess::routes_env(&[("high", &high), ("low", &low)], &sink);
-    env.extend([
-        ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
-        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
-        ("CARRIER_SQS_BATCH_SIZE".into(), "4".into()),
-    ]);
-    let _carrier = CarrierProcess::start_owned(&env);
+    let _carrier = CarrierProcess::start_owned(&high_over_low(&high, &low, &sink));
     sink.wait_answered_all(&bodies, T).await;
     let requests = sink.requests();
     assert_eq!(requests.len(), 40);
@@ -564,13 +569,7 @@ async fn a_high_weight_queue_running_dry_hands_its_slots_over_at_once() {
     high.send_many("h", 24).await;
     let bodies = low.send_many("l", 24).await;
     let sink = Sink::start(|_, _| Reply::status(200).after(Duration::from_millis(100)));
-    let mut env = CarrierProcess::routes_env(&[("high", &high), ("low", &low)], &sink);
-    env.extend([
-        ("CARRIER_ROUTE_HIGH_WEIGHT".into(), "1000".into()),
-        ("CARRIER_SQS_RECEIVER_WORKERS".into(), "4".into()),
-        ("CARRIER_SQS_BATCH_SIZE".into(), "4".into()),
-    ]);
-    let _carrier = CarrierProcess::start_owned(&env);
+    let _carrier = CarrierProcess::start_owned(&high_over_low(&high, &low, &sink));
     sink.wait_answered_all(&bodies, T).await;
     let requests = sink.requests();
     let last_high = arrivals(&requests, "/high").max().unwrap();
